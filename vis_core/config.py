@@ -1,0 +1,43 @@
+"""Config keys every video project shares; each method adds its own under ``MODEL.<METHOD>``."""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_vis_config"]
+
+
+def add_vis_config(cfg):
+    """Add the keys shared by all VIS projects to a detectron2 config (in place)."""
+    # ---- Clip sampling (training) ----
+    # Frames per training clip (T).
+    cfg.INPUT.SAMPLING_FRAME_NUM = 2
+    # Frames of a clip are drawn within +-SAMPLING_FRAME_RANGE of a random reference frame.
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 20
+    # Shuffle the order of the sampled frames (otherwise kept in temporal order).
+    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
+    # Resample a clip in which no object is visible, at most this many times before giving up on the video.
+    cfg.INPUT.SAMPLING_MAX_TRIES = 10
+    # Augmentations applied identically to all frames of a clip: any of "flip", "crop" (INPUT.CROP), "resize".
+    cfg.INPUT.AUGMENTATIONS = ["resize", "flip"]
+
+    # ---- Data sets ----
+    # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).
+    cfg.DATALOADER.TEST_NUM_WORKERS = 0
+
+    # ---- Inference over a video ----
+    cfg.TEST.VIS = CN()
+    # Offline methods: frames per inference window (0 = the whole video in one pass).
+    cfg.TEST.VIS.WINDOW_SIZE = 0
+    # Tracks kept per video in the output (top scoring).
+    cfg.TEST.VIS.MAX_TRACKS = 100
+    # Binarisation threshold for output mask probabilities.
+    cfg.TEST.VIS.MASK_THRESHOLD = 0.5
+
+    # ---- Solver extras ----
+    # "SGD" or "ADAMW".
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    # Learning-rate multiplier of the backbone's parameters.
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # Weight decay of embedding parameters (query embeddings, level embeddings).
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+    # Stop training when a loss term becomes NaN or infinite.
+    cfg.SOLVER.CHECK_FINITE_LOSSES = True
+    return cfg
