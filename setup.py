@@ -5,6 +5,7 @@ The compiled ops (``vis_core._C``, sources in ``vis_core/csrc``) are built where
 found; set ``VIS_CORE_NO_CUDA_OPS=1`` to skip them. A failed build never fails the install: every op
 has a pure-PyTorch twin that vis_core uses when ``_C`` is missing.
 """
+
 import glob
 import logging
 import os
@@ -24,7 +25,9 @@ def get_extensions():
     except ImportError:  # torch is not installed yet (e.g. build isolation): skip the ops
         return []
     csrc = os.path.join("vis_core", "csrc")
-    sources = sorted(glob.glob(os.path.join(csrc, "*.cpp")) + glob.glob(os.path.join(csrc, "*", "*.cpp")))
+    sources = sorted(
+        glob.glob(os.path.join(csrc, "*.cpp")) + glob.glob(os.path.join(csrc, "*", "*.cpp"))
+    )
     cuda_sources = sorted(glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
     if CUDA_HOME is None or not cuda_sources:
         return []

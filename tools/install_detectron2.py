@@ -11,6 +11,7 @@ detectron2's runtime dependencies with pip.
 
 Usage: ``python tools/install_detectron2.py [--force]``
 """
+
 import argparse
 import subprocess
 import sys
@@ -58,15 +59,26 @@ def pip(*args):
 def install_from_wheel():
     site = Path(sysconfig.get_paths()["purelib"])
     with tempfile.TemporaryDirectory() as tmp:
-        pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.10",
-            "--dest", tmp, WHEEL_SPEC)
+        pip(
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.10",
+            "--dest",
+            tmp,
+            WHEEL_SPEC,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
-            sys.exit(f"install_detectron2: expected one wheel in {tmp} after downloading "
-                     f"{WHEEL_SPEC}, found {[w.name for w in wheels]}")
+            sys.exit(
+                f"install_detectron2: expected one wheel in {tmp} after downloading "
+                f"{WHEEL_SPEC}, found {[w.name for w in wheels]}"
+            )
         with zipfile.ZipFile(wheels[0]) as wheel:
             members = [
-                m for m in wheel.namelist()
+                m
+                for m in wheel.namelist()
                 if not (m.startswith("detectron2/_C") and m.endswith(".so"))
             ]
             wheel.extractall(site, members=members)
@@ -76,8 +88,11 @@ def install_from_wheel():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--force", action="store_true",
-                        help="install the pure-Python detectron2 even if one is importable")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="install the pure-Python detectron2 even if one is importable",
+    )
     args = parser.parse_args()
     version = detectron2_version()
     if version is not None and not args.force:
@@ -86,8 +101,10 @@ def main():
     install_from_wheel()
     version = detectron2_version()
     if version is None:
-        sys.exit("install_detectron2: detectron2 still does not import after installation; "
-                 f"run `{sys.executable} -c 'import detectron2'` to see why")
+        sys.exit(
+            "install_detectron2: detectron2 still does not import after installation; "
+            f"run `{sys.executable} -c 'import detectron2'` to see why"
+        )
     print(f"install_detectron2: detectron2 {version} ready")
 
 

@@ -1,4 +1,5 @@
 """Config keys every video project shares; each method adds its own under ``MODEL.<METHOD>``."""
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_vis_config"]

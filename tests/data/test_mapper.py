@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import transforms as T
+
+from vis_core.config import add_vis_config
+from vis_core.data import YTVISDatasetMapper, load_ytvis_json
+
+
+def _mapper(is_train, augs, num=3, rng=2, shuffle=False):
+    return YTVISDatasetMapper(
+        is_train=is_train,
+        augmentations=augs,
+        image_format="BGR",
+        sampling_frame_num=num,
+        sampling_frame_range=rng,
+        sampling_frame_shuffle=shuffle,
+    )
+
+
+def test_same_augmentation_on_every_frame(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    augs = [
+        T.ResizeShortestEdge([24, 36, 72], 200, "choice"),
+        T.RandomFlip(prob=0.5),
+        T.RandomCrop("relative_range", (0.8, 0.9)),
+    ]
+    mapper = _mapper(True, augs, num=4, rng=5)
+    np.random.seed(0)
+    seen_flip = seen_noflip = False
+    for _ in range(20):
+        out = mapper(d)
+        t_idx = out["frame_idx"]
+        insts = out["instances"]
+        h, w = out["image"][0].shape[1:]
+        assert all(img.shape[1:] == (h, w) for img in out["image"])
+        # object 1 (id 1) moves right by 2 px per frame: after ONE transform, every frame's box
+        # shift per frame is the same scale*2 px in one direction, and its size is the same.
+        n1 = insts[0].gt_ids.tolist().index(1) if 1 in insts[0].gt_ids.tolist() else None
+        boxes = [inst.gt_boxes.tensor[0] for inst in insts if inst.gt_ids[0] == 1]
+        if n1 is None or len(boxes) < 2:
+            continue
+        sizes = torch.stack([b[2:] - b[:2] for b in boxes])
+        assert (sizes - sizes[0]).abs().max() <= 1.01
+        frames = [t for t, inst in zip(t_idx, insts) if inst.gt_ids[0] == 1]
+        centres = torch.stack([(b[0] + b[2]) / 2 for b in boxes])
+        velocity = (centres[-1] - centres[0]) / (frames[-1] - frames[0])
+        scale = w / 64 / 0.85  # roughly; only the sign and consistency matter
+        if velocity > 0:
+            seen_noflip = True
+        else:
+            seen_flip = True
+        predicted = centres[0] + velocity * (torch.tensor(frames) - frames[0])
+        assert (predicted - centres).abs().max() <= 1.01, (centres, frames, scale)
+    assert seen_flip and seen_noflip
+
+
+def test_ids_consistent_and_absent_frames(tiny_ytvis):
+    json_path, image_root, masks = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    mapper = _mapper(True, [], num=6, rng=6)
+    out = mapper(d)
+    assert out["frame_idx"] == list(range(6))
+    for t, inst in enumerate(out["instances"]):
+        assert inst.gt_classes.tolist() == [0, 1]
+        assert len(inst) == 2
+        expected_ids = [1, -1] if t in (2, 3) else [1, 2]
+        assert inst.gt_ids.tolist() == expected_ids
+        np.testing.assert_array_equal(inst.gt_masks.tensor[0].numpy(), masks[(1, 1)][t] > 0)
+        assert inst.gt_masks.tensor[1].any().item() == (t not in (2, 3))
+        if t in (2, 3):
+            assert inst.gt_boxes.tensor[1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sampling_stays_in_range(shuffle):
+    mapper = _mapper(True, [], num=3, rng=4, shuffle=shuffle)
+    np.random.seed(0)
+    orders = set()
+    for _ in range(300):
+        idx = mapper.sample_frames(30)
+        assert len(idx) == 3 and len(set(idx)) == 3
+        assert max(idx) - min(idx) <= 8 and all(0 <= i < 30 for i in idx)
+        orders.add(idx == sorted(idx))
+    assert orders == ({True, False} if shuffle else {True})
+    # a video shorter than the clip repeats frames rather than failing
+    assert len(mapper.sample_frames(2)) == 3
+
+
+def test_clip_without_objects_is_resampled(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    d["annotations"] = [[] for _ in range(d["length"])]
+    assert _mapper(True, [], num=2)(d) is None  # detectron2's loader then draws another video
+    d2 = load_ytvis_json(json_path, image_root)[0]
+    d2["annotations"] = [a if t == 5 else [] for t, a in enumerate(d2["annotations"])]
+    mapper = _mapper(True, [], num=1, rng=0)
+    mapper.max_tries = 200
+    np.random.seed(1)
+    out = mapper(d2)
+    assert out["frame_idx"] == [5]
+
+
+def test_test_mode_keeps_every_frame(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.MIN_SIZE_TEST = 24
+    d = load_ytvis_json(json_path, image_root)[0]
+    out = YTVISDatasetMapper(cfg, is_train=False)(d)
+    assert out["frame_idx"] == list(range(6)) and len(out["image"]) == 6
+    assert out["image"][0].shape == (3, 24, 32)
+    assert (out["height"], out["width"]) == (48, 64)
+    assert "instances" not in out
+
+
+def test_frames_of_different_size_are_rejected(tiny_ytvis):
+    import cv2
+
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    cv2.imwrite(d["file_names"][3], np.zeros((30, 30, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"video 1: frame 3 .*00003.png\) has size 30x30"):
+        _mapper(False, [])(d)
+
+
+def test_unknown_augmentation_name():
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.AUGMENTATIONS = ["resize", "rotate"]
+    with pytest.raises(ValueError, match=r"INPUT.AUGMENTATIONS: unknown \['rotate'\]"):
+        YTVISDatasetMapper(cfg, is_train=True)

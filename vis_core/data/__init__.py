@@ -1,0 +1,23 @@
+"""Video data: YTVIS/OVIS loading, registration, the video mapper, loaders and the synthetic data set.
+
+Importing this package registers the built-in splits (idempotently); see ``builtin.py``.
+"""
+
+from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
+from .builtin import register_all_builtin
+from .dataset_mapper import YTVISDatasetMapper, build_video_augmentation
+from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances
+
+register_all_builtin()
+
+__all__ = [
+    "YTVISDatasetMapper",
+    "YTVISFormatError",
+    "build_video_augmentation",
+    "build_video_test_loader",
+    "build_video_train_loader",
+    "get_video_dataset_dicts",
+    "load_ytvis_json",
+    "register_all_builtin",
+    "register_ytvis_instances",
+]

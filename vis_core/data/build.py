@@ -1,0 +1,99 @@
+"""Data loaders for video data sets, built on detectron2's samplers so that `launch` scales them out."""
+
+import itertools
+import logging
+
+import numpy as np
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.utils.logger import log_first_n
+from tabulate import tabulate
+
+__all__ = ["get_video_dataset_dicts", "build_video_train_loader", "build_video_test_loader"]
+
+logger = logging.getLogger(__name__)
+
+
+def _log_class_histogram(dicts, class_names):
+    """Tracks per class over the videos (crowd tracks left out)."""
+    counts = np.zeros(len(class_names), dtype=int)
+    for d in dicts:
+        tracks = {
+            a["id"]: a["category_id"]
+            for frame in d.get("annotations", [])
+            for a in frame
+            if not a.get("iscrowd", 0)
+        }
+        for c in tracks.values():
+            counts[c] += 1
+    table = tabulate(
+        [(n, int(c)) for n, c in zip(class_names, counts)],
+        headers=["category", "#tracks"],
+        tablefmt="pipe",
+    )
+    logger.info("Distribution of tracks among %d categories:\n%s", len(class_names), table)
+
+
+def get_video_dataset_dicts(names, filter_empty=True):
+    """Load and concatenate the per-video dicts of registered data sets.
+
+    Args:
+        names (str or list[str]): registered data set names.
+        filter_empty (bool): drop videos without any non-crowd object (training).
+    """
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError("get_video_dataset_dicts: no data set names given")
+    dicts_per_set = []
+    for name in names:
+        if name not in DatasetCatalog.list():
+            raise KeyError(
+                f"Data set {name!r} is not registered; registered video sets: "
+                f"{sorted(n for n in DatasetCatalog.list() if MetadataCatalog.get(n).get('evaluator_type') == 'ytvis')}"
+                ". Register your own with vis_core.data.register_ytvis_instances."
+            )
+        dicts = DatasetCatalog.get(name)
+        if not dicts:
+            raise ValueError(f"Data set {name!r} is empty")
+        dicts_per_set.append(dicts)
+    dicts = list(itertools.chain.from_iterable(dicts_per_set))
+    has_annotations = "annotations" in dicts[0]
+    if filter_empty and has_annotations:
+        before = len(dicts)
+        dicts = [
+            d
+            for d in dicts
+            if any(not a.get("iscrowd", 0) for frame in d["annotations"] for a in frame)
+        ]
+        if len(dicts) < before:
+            log_first_n(
+                logging.INFO, f"Removed {before - len(dicts)} videos without annotations", n=1
+            )
+    if has_annotations:
+        _log_class_histogram(dicts, MetadataCatalog.get(names[0]).thing_classes)
+    return dicts
+
+
+def build_video_train_loader(cfg, mapper):
+    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts."""
+    dicts = get_video_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    return build_detection_train_loader(
+        dataset=dicts,
+        mapper=mapper,
+        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        aspect_ratio_grouping=False,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+
+
+def build_video_test_loader(cfg, dataset_name, mapper):
+    """Inference loader over one data set: one whole video per batch, every video once (sharded by rank)."""
+    dicts = get_video_dataset_dicts(dataset_name, filter_empty=False)
+    return build_detection_test_loader(
+        dataset=dicts, mapper=mapper, num_workers=cfg.DATALOADER.TEST_NUM_WORKERS
+    )

@@ -1,0 +1,220 @@
+"""The video dataset mapper: one per-video dataset dict -> one model input (a clip, or the whole video)."""
+
+import copy
+import logging
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
+
+__all__ = ["YTVISDatasetMapper", "build_video_augmentation"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_video_augmentation(cfg, is_train):
+    """The augmentations of a clip; each is sampled once per clip and applied to all its frames.
+
+    Training: any of ``cfg.INPUT.AUGMENTATIONS`` in a fixed order: "crop" (``INPUT.CROP``, before
+    resizing, as detectron2 does), "resize" (multi-scale ResizeShortestEdge), "flip" (horizontal).
+    Testing: ResizeShortestEdge to ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``.
+    """
+    if not is_train:
+        return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
+    known = {"crop", "resize", "flip"}
+    unknown = set(cfg.INPUT.AUGMENTATIONS) - known
+    if unknown:
+        raise ValueError(
+            f"INPUT.AUGMENTATIONS: unknown {sorted(unknown)}; choose from {sorted(known)}"
+        )
+    augs = []
+    if "crop" in cfg.INPUT.AUGMENTATIONS and cfg.INPUT.CROP.ENABLED:
+        augs.append(T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+    if "resize" in cfg.INPUT.AUGMENTATIONS:
+        augs.append(
+            T.ResizeShortestEdge(
+                cfg.INPUT.MIN_SIZE_TRAIN,
+                cfg.INPUT.MAX_SIZE_TRAIN,
+                cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
+            )
+        )
+    if "flip" in cfg.INPUT.AUGMENTATIONS and cfg.INPUT.RANDOM_FLIP != "none":
+        augs.append(
+            T.RandomFlip(
+                horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",
+                vertical=cfg.INPUT.RANDOM_FLIP == "vertical",
+            )
+        )
+    return augs
+
+
+def _decode(segmentation, height, width):
+    """Compressed RLE or polygons -> (H, W) uint8 mask."""
+    if isinstance(segmentation, dict):
+        return mask_util.decode(segmentation)
+    return polygons_to_bitmask(segmentation, height, width).astype(np.uint8)
+
+
+class YTVISDatasetMapper:
+    """Turns one per-video dataset dict into a model input.
+
+    Training: samples a clip of ``sampling_frame_num`` frames within ``sampling_frame_range`` frames of a
+    random reference frame, draws ONE transform from the augmentations and applies it to every frame,
+    and returns per-frame ``Instances`` (gt_classes, gt_masks, gt_boxes, gt_ids) holding the same N
+    tracks in the same order in every frame; a track absent in a frame has gt_id -1 and an empty mask
+    there. Crowd tracks are left out. A clip with no visible object is resampled up to ``max_tries``
+    times, then the mapper returns None and detectron2's loader draws another video.
+
+    Testing: every frame, resized, without annotations; ``height``/``width`` keep the original size.
+
+    Output dict: ``image`` (list of T uint8 tensors (3, H, W)), ``instances`` (training: list of T
+    Instances), ``frame_idx`` (list of T ints), ``file_names`` (the T paths), ``height``, ``width``,
+    ``length``, ``video_id``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        is_train: bool,
+        augmentations: list,
+        image_format: str,
+        sampling_frame_num: int = 2,
+        sampling_frame_range: int = 5,
+        sampling_frame_shuffle: bool = False,
+        max_tries: int = 10,
+    ):
+        if sampling_frame_num < 1:
+            raise ValueError(f"sampling_frame_num must be >= 1, got {sampling_frame_num}")
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.sampling_frame_num = sampling_frame_num
+        self.sampling_frame_range = sampling_frame_range
+        self.sampling_frame_shuffle = sampling_frame_shuffle
+        self.max_tries = max_tries
+        logger.info(
+            "[YTVISDatasetMapper] %s; augmentations: %s",
+            "training" if is_train else "inference",
+            augmentations,
+        )
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        return {
+            "is_train": is_train,
+            "augmentations": build_video_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "sampling_frame_num": cfg.INPUT.SAMPLING_FRAME_NUM,
+            "sampling_frame_range": cfg.INPUT.SAMPLING_FRAME_RANGE,
+            "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
+            "max_tries": cfg.INPUT.SAMPLING_MAX_TRIES,
+        }
+
+    def sample_frames(self, length, rng=np.random):
+        """Indices of one training clip: a reference frame plus others within the sampling range."""
+        ref = int(rng.randint(length))
+        start = max(0, ref - self.sampling_frame_range)
+        end = min(length, ref + self.sampling_frame_range + 1)
+        others = [i for i in range(start, end) if i != ref]
+        need = self.sampling_frame_num - 1
+        if need > 0:
+            # Without replacement where the window is long enough, as a clip of distinct frames.
+            picked = (
+                rng.choice(others, need, replace=len(others) < need) if others else [ref] * need
+            )
+            idx = sorted([ref] + [int(i) for i in picked])
+        else:
+            idx = [ref]
+        if self.sampling_frame_shuffle:
+            rng.shuffle(idx)
+        return idx
+
+    def __call__(self, dataset_dict):
+        d = copy.copy(dataset_dict)  # the frames and annotations are read, never modified
+        length = d["length"]
+        if self.is_train:
+            if "annotations" not in d:
+                raise ValueError(
+                    f"video {d['video_id']}: training needs annotations, the data set has none"
+                )
+            for _ in range(self.max_tries):
+                frame_idx = self.sample_frames(length)
+                if any(d["annotations"][t] for t in frame_idx):
+                    break
+            else:
+                return None
+        else:
+            frame_idx = list(range(length))
+
+        images, frame_annos = [], []
+        transforms = None
+        for t in frame_idx:
+            image = utils.read_image(d["file_names"][t], format=self.image_format)
+            if image.shape[:2] != (d["height"], d["width"]):
+                raise ValueError(
+                    f"video {d['video_id']}: frame {t} ({d['file_names'][t]}) has size "
+                    f"{image.shape[1]}x{image.shape[0]} (WxH), but the video is "
+                    f"{d['width']}x{d['height']}; all frames of a video must share one size"
+                )
+            if transforms is None:  # one transform for the whole clip
+                aug_input = T.AugInput(image)
+                transforms = self.augmentations(aug_input)
+                image = aug_input.image
+            else:
+                image = transforms.apply_image(image)
+            images.append(torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))))
+            if self.is_train:
+                frame_annos.append(d["annotations"][t])
+
+        out = {
+            "image": images,
+            "frame_idx": frame_idx,
+            "file_names": [d["file_names"][t] for t in frame_idx],
+            "height": d["height"],
+            "width": d["width"],
+            "length": length,
+            "video_id": d["video_id"],
+        }
+        if self.is_train:
+            out["instances"] = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
+            if not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
+                return None  # every object was cropped away
+        return out
+
+    def _clip_instances(self, frame_annos, transforms, d, image_size):
+        """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame."""
+        track_ids = sorted(
+            {a["id"] for annos in frame_annos for a in annos if not a.get("iscrowd", 0)}
+        )
+        index = {tid: n for n, tid in enumerate(track_ids)}
+        classes = {a["id"]: a["category_id"] for annos in frame_annos for a in annos}
+        h, w = image_size
+        per_frame = []
+        for annos in frame_annos:
+            masks = np.zeros((len(track_ids), h, w), dtype=bool)
+            ids = torch.full((len(track_ids),), -1, dtype=torch.long)
+            for a in annos:
+                n = index.get(a["id"])
+                if n is None:  # crowd
+                    continue
+                mask = transforms.apply_segmentation(
+                    _decode(a["segmentation"], d["height"], d["width"])
+                )
+                masks[n] = mask > 0
+                if masks[n].any():  # an object cropped out of the frame counts as absent
+                    ids[n] = a["id"]
+            inst = Instances((h, w))
+            inst.gt_classes = torch.tensor([classes[tid] for tid in track_ids], dtype=torch.long)
+            inst.gt_ids = ids
+            bitmasks = BitMasks(torch.from_numpy(masks))
+            inst.gt_masks = bitmasks
+            inst.gt_boxes = (
+                bitmasks.get_bounding_boxes() if len(track_ids) else Boxes(torch.zeros(0, 4))
+            )
+            per_frame.append(inst)
+        return per_frame

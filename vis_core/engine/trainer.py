@@ -1,0 +1,132 @@
+"""VideoTrainer: detectron2's DefaultTrainer with video data, the YTVIS evaluator and the shared optimizer."""
+
+import logging
+import os
+
+import torch
+from detectron2.engine import DefaultTrainer
+from detectron2.solver.build import maybe_add_gradient_clipping, reduce_param_groups
+
+from ..data import YTVISDatasetMapper, build_video_test_loader, build_video_train_loader
+
+__all__ = ["VideoTrainer", "build_video_optimizer"]
+
+logger = logging.getLogger(__name__)
+
+
+_NORM_TYPES = (
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.GroupNorm,
+    torch.nn.LayerNorm,
+    torch.nn.LocalResponseNorm,
+)
+_EMBED_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
+
+
+def video_param_groups(cfg, model):
+    """Parameter groups: learning rate x ``SOLVER.BACKBONE_MULTIPLIER`` under ``backbone.``; weight decay
+    ``WEIGHT_DECAY_NORM`` for norm layers, ``WEIGHT_DECAY_EMBED`` for embeddings (nn.Embedding such as
+    query and level embeddings, position tables), ``WEIGHT_DECAY_BIAS`` for biases, else ``WEIGHT_DECAY``.
+    """
+    groups, seen = [], set()
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or param in seen:
+                continue
+            seen.add(param)
+            if isinstance(module, _NORM_TYPES):
+                decay = cfg.SOLVER.WEIGHT_DECAY_NORM
+            elif isinstance(module, torch.nn.Embedding) or param_name in _EMBED_NAMES:
+                decay = cfg.SOLVER.WEIGHT_DECAY_EMBED
+            elif param_name == "bias" and cfg.SOLVER.WEIGHT_DECAY_BIAS is not None:
+                decay = cfg.SOLVER.WEIGHT_DECAY_BIAS
+            else:
+                decay = cfg.SOLVER.WEIGHT_DECAY
+            lr = cfg.SOLVER.BASE_LR
+            if module_name == "backbone" or module_name.startswith("backbone."):
+                lr *= cfg.SOLVER.BACKBONE_MULTIPLIER
+            groups.append({"params": [param], "lr": lr, "weight_decay": decay})
+    return reduce_param_groups(groups)
+
+
+def build_video_optimizer(cfg, model):
+    """SGD or AdamW (``SOLVER.OPTIMIZER``) with the backbone's learning rate scaled by
+    ``SOLVER.BACKBONE_MULTIPLIER``, norm/embedding weight decay from the config, and detectron2's
+    gradient clipping (``SOLVER.CLIP_GRADIENTS``; CLIP_TYPE "full_model" clips the norm of all
+    gradients together, as the query-based methods do).
+    """
+    params = video_param_groups(cfg, model)
+    name = cfg.SOLVER.OPTIMIZER.upper()
+    if name == "SGD":
+        optimizer_cls = torch.optim.SGD
+        kwargs = {
+            "lr": cfg.SOLVER.BASE_LR,
+            "momentum": cfg.SOLVER.MOMENTUM,
+            "nesterov": cfg.SOLVER.NESTEROV,
+        }
+    elif name == "ADAMW":
+        optimizer_cls = torch.optim.AdamW
+        kwargs = {"lr": cfg.SOLVER.BASE_LR}
+    else:
+        raise ValueError(f"SOLVER.OPTIMIZER = {cfg.SOLVER.OPTIMIZER!r}; expected 'SGD' or 'ADAMW'")
+
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if clip.ENABLED and clip.CLIP_TYPE == "full_model":
+        max_norm = clip.CLIP_VALUE
+
+        class FullModelGradientClipping(optimizer_cls):
+            def step(self, closure=None):
+                all_params = [p for g in self.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(all_params, max_norm)
+                return super().step(closure=closure)
+
+        return FullModelGradientClipping(params, **kwargs)
+    return maybe_add_gradient_clipping(cfg, optimizer_cls)(params, **kwargs)
+
+
+class VideoTrainer(DefaultTrainer):
+    """DefaultTrainer for video models: clip loaders with the video mapper, YTVISEvaluator, and
+    :func:`build_video_optimizer`. Everything else (checkpointing, ``--resume``, hooks, evaluation
+    period, DDP through ``launch``) is detectron2's. With ``SOLVER.CHECK_FINITE_LOSSES`` a loss term
+    that becomes NaN or infinite stops training with an error naming the term and the iteration.
+    """
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.SOLVER.CHECK_FINITE_LOSSES:
+            model = self.model.module if hasattr(self.model, "module") else self.model
+            model.register_forward_hook(self._check_finite_losses)
+
+    def _check_finite_losses(self, module, inputs, output):
+        if not module.training or not isinstance(output, dict):
+            return
+        bad = {
+            k: float(v.detach())
+            for k, v in output.items()
+            if torch.is_tensor(v) and v.numel() == 1 and not torch.isfinite(v).item()
+        }
+        if bad:
+            raise FloatingPointError(
+                f"Loss term(s) {sorted(bad)} became non-finite ({bad}) at iteration {self.iter}; "
+                "lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or check the inputs of that loss."
+            )
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_video_train_loader(cfg, YTVISDatasetMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_video_test_loader(cfg, dataset_name, YTVISDatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        from ..evaluation import YTVISEvaluator
+
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return YTVISEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_video_optimizer(cfg, model)
