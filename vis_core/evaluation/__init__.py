@@ -1,0 +1,50 @@
+"""Evaluation of video instance segmentation: temporal mAP/AR exactly as the official YouTube-VIS API.
+
+Public API:
+    evaluate_results(results, gt): AP/AR of an in-memory list of result dicts (the CLI and
+        YTVISEvaluator both go through it, so they agree by construction).
+    YTVISEvaluator: the detectron2 DatasetEvaluator.
+    YTVISGroundTruth, YTVISEvalResult, prepare_predictions, video_output_to_results, write_results.
+"""
+
+from .evaluator import YTVISEvaluator  # noqa: E402  (needs detectron2)
+from .results import (
+    PredictionSet,
+    encode_track_masks,
+    load_results,
+    prepare_predictions,
+    video_output_to_results,
+    write_results,
+)
+from .ytvis_eval import (
+    AREA_LABELS,
+    AREA_RANGES,
+    IOU_THRESHOLDS,
+    MAX_DETS,
+    RECALL_THRESHOLDS,
+    YTVISEvalResult,
+    YTVISGroundTruth,
+    evaluate,
+    evaluate_results,
+    format_metrics_table,
+)
+
+__all__ = [
+    "AREA_LABELS",
+    "AREA_RANGES",
+    "IOU_THRESHOLDS",
+    "MAX_DETS",
+    "RECALL_THRESHOLDS",
+    "PredictionSet",
+    "YTVISEvalResult",
+    "YTVISEvaluator",
+    "YTVISGroundTruth",
+    "encode_track_masks",
+    "evaluate",
+    "evaluate_results",
+    "format_metrics_table",
+    "load_results",
+    "prepare_predictions",
+    "video_output_to_results",
+    "write_results",
+]

@@ -1,0 +1,525 @@
+"""Temporal mAP/AR of video instance segmentation, with the semantics of the official YouTube-VIS API.
+
+The numbers are those of ``youtubevos/cocoapi`` (``ytvos.py`` + ``ytvoseval.py``); the semantics that decide
+them are written down in ``reference/ytvis-metric.md``. This is an independent implementation organised for
+speed: the spatio-temporal IoU of a video is computed frame by frame with one ``pycocotools.mask.iou`` call
+over all (prediction, ground truth) pairs of that frame, the greedy matching skips predictions that cannot
+match, matchings shared by several area ranges are computed once, and accumulation is vectorised over IoU
+thresholds.
+
+Legend: T IoU thresholds (10), R recall points (101), K categories, A area ranges (4), M maxDets (3),
+P predictions, G ground-truth tracks, D predictions of one (video, category), F frames of a video.
+"""
+
+import logging
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_util
+
+from .results import PredictionSet
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IOU_THRESHOLDS",
+    "RECALL_THRESHOLDS",
+    "MAX_DETS",
+    "AREA_RANGES",
+    "AREA_LABELS",
+    "YTVISGroundTruth",
+    "YTVISEvalResult",
+    "evaluate",
+    "video_track_ious",
+]
+
+# Exactly the values numpy produces for the official parameters (0.8999999999999999, ...).
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+MAX_DETS = (1, 10, 100)
+# Bounds are inclusive on both sides; YouTube-VIS uses 128^2 / 256^2, not COCO's 32^2 / 96^2.
+AREA_RANGES = ((0.0, 1e5**2), (0.0, 128.0**2), (128.0**2, 256.0**2), (256.0**2, 1e5**2))
+AREA_LABELS = ("all", "small", "medium", "large")
+
+
+def _mean_nonzero_area(areas) -> float:
+    """Mean of the entries that are neither None nor 0, as the official API computes a track's area."""
+    kept = [a for a in areas if a]
+    return float(np.array(kept).mean()) if kept else 0.0
+
+
+@dataclass
+class _GTTrack:
+    ann_id: int
+    category_id: int
+    iscrowd: bool
+    avg_area: float
+    rles: List[Optional[dict]]  # F' entries (compressed RLE or None); F' is normally F
+    mask_areas: np.ndarray  # (F',) int64 pixel area per frame, 0 where None
+    sizes_ok: bool  # every present RLE has the video's size
+
+
+class YTVISGroundTruth:
+    """A YouTube-VIS ground-truth file, indexed for evaluation.
+
+    Which videos and categories count is decided by the file's ``videos`` and ``categories`` lists.
+    Annotation order is kept within each video (it decides ties in matching).
+    """
+
+    def __init__(self, dataset: dict, source: str = "<ground truth>"):
+        if not isinstance(dataset, dict):
+            raise ValueError(
+                f"{source}: a YouTube-VIS ground truth is a JSON object with 'videos', "
+                f"'categories' and 'annotations'; got {type(dataset).__name__}."
+            )
+        for key in ("videos", "categories"):
+            if key not in dataset:
+                raise ValueError(f"{source}: ground truth has no {key!r} list.")
+        self.source = source
+        self.has_annotations = "annotations" in dataset
+        self.videos: Dict[int, dict] = OrderedDict()
+        for video in dataset["videos"]:
+            vid = video["id"]
+            length = video.get("length")
+            if length is None:
+                if "file_names" not in video:
+                    raise ValueError(
+                        f"{source}: video {vid} has neither 'length' nor 'file_names'."
+                    )
+                length = len(video["file_names"])
+            self.videos[vid] = {"height": int(video["height"]), "width": int(video["width"]),
+                                "length": int(length)}  # fmt: skip
+        self.video_ids = sorted(self.videos)
+        self.categories = OrderedDict((c["id"], c) for c in dataset["categories"])
+        self.category_ids = sorted(self.categories)
+        self.category_names = [self.categories[c].get("name", str(c)) for c in self.category_ids]
+        self.tracks: Dict[int, List[_GTTrack]] = defaultdict(list)
+        self._index(dataset.get("annotations", []))
+
+    @classmethod
+    def from_json(cls, path: str) -> "YTVISGroundTruth":
+        from .results import read_json
+
+        return cls(read_json(path, what="ground truth"), source=path)
+
+    def _index(self, annotations: list):
+        cat_set = set(self.category_ids)
+        seen_ids = set()
+        skipped = 0
+        computed_areas = 0
+        for ann in annotations:
+            ann_id = ann.get("id")
+            where = f"{self.source}: annotation {ann_id}"
+            if ann_id in seen_ids:
+                raise ValueError(f"{where}: the annotation id is used twice; ids must be unique.")
+            seen_ids.add(ann_id)
+            vid = ann.get("video_id")
+            if vid not in self.videos or ann.get("category_id") not in cat_set:
+                skipped += 1  # the official API never looks at these
+                continue
+            if "iscrowd" not in ann:
+                raise ValueError(f"{where} (video {vid}) has no 'iscrowd' field; it is required.")
+            if "segmentations" not in ann:
+                raise ValueError(f"{where} (video {vid}) has no 'segmentations' list.")
+            video = self.videos[vid]
+            h, w = video["height"], video["width"]
+            rles = [_gt_rle(seg, h, w, where) for seg in ann["segmentations"]]
+            present = [r for r in rles if r is not None]
+            areas = np.zeros(len(rles), dtype=np.int64)
+            if present:
+                idx = [i for i, r in enumerate(rles) if r is not None]
+                areas[idx] = mask_util.area(present)
+            if "areas" in ann and ann["areas"] is not None:
+                avg_area = _mean_nonzero_area(ann["areas"])
+            else:
+                computed_areas += 1
+                avg_area = _mean_nonzero_area(areas.tolist())
+            sizes_ok = all(list(r["size"]) == [h, w] for r in present)
+            if ann_id == 0:
+                logger.warning(
+                    "%s: annotation id 0 in video %s; like the official API, no prediction is ever "
+                    "counted as matching it.", self.source, vid,
+                )  # fmt: skip
+            self.tracks[vid].append(
+                _GTTrack(ann_id, ann["category_id"], bool(ann["iscrowd"]), avg_area, rles, areas,
+                         sizes_ok)
+            )  # fmt: skip
+        if skipped:
+            logger.info(
+                "%s: %d annotations of videos or categories not listed in the file are not evaluated.",
+                self.source, skipped,
+            )  # fmt: skip
+        if computed_areas:
+            logger.warning(
+                "%s: %d annotations have no 'areas'; their track areas were computed from the masks.",
+                self.source, computed_areas,
+            )  # fmt: skip
+
+
+def _gt_rle(seg, h: int, w: int, where: str) -> Optional[dict]:
+    """One ground-truth frame as a compressed RLE (polygons and uncompressed RLE converted), or None."""
+    if not seg:
+        return None
+    if isinstance(seg, list):
+        return mask_util.merge(mask_util.frPyObjects(seg, h, w))
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        if isinstance(seg["counts"], list):
+            return mask_util.frPyObjects(seg, *seg["size"])
+        return seg
+    raise ValueError(
+        f"{where}: a segmentation is neither a polygon list nor an RLE dict: {seg!r:.80}"
+    )
+
+
+def video_track_ious(
+    det_rles: Sequence[Sequence[Optional[dict]]],
+    det_areas: np.ndarray,
+    gt_tracks: Sequence[_GTTrack],
+    height: int,
+    width: int,
+) -> np.ndarray:
+    """Spatio-temporal IoU of every (prediction, ground truth) pair of one video.
+
+    IoU = sum_f |d_f & g_f| / sum_f |d_f | g_f| over the frames both lists have (zip to the shorter).
+
+    Args:
+        det_rles: D lists of F entries, a compressed RLE of size (height, width) or None.
+        det_areas: (D, F) int64 pixel areas, 0 where None.
+        gt_tracks: G ground-truth tracks of the video.
+    Returns:
+        (D, G) float64 IoUs.
+    """
+    num_d, num_g = len(det_rles), len(gt_tracks)
+    ious = np.zeros((num_d, num_g))
+    if num_d == 0 or num_g == 0:
+        return ious
+    num_f = det_areas.shape[1]
+    inter = np.zeros((num_d, num_g), dtype=np.int64)
+    det_present = [[i for i in range(num_d) if det_rles[i][f] is not None] for f in range(num_f)]
+    # Frames beyond a ground-truth track's own length are not compared (zip to the shorter list).
+    gt_len = np.array([min(len(g.rles), num_f) for g in gt_tracks])
+    uniform = all(g.sizes_ok for g in gt_tracks)
+    for f in range(num_f):
+        dets = det_present[f]
+        if not dets:
+            continue
+        gts = [j for j in range(num_g) if f < gt_len[j] and gt_tracks[j].rles[f] is not None]
+        if not gts:
+            continue
+        # iscrowd=1 makes pycocotools return |d & g| / |d|, from which the integer intersection is exact.
+        ratio = np.asarray(
+            mask_util.iou(
+                [det_rles[i][f] for i in dets], [gt_tracks[j].rles[f] for j in gts], [1] * len(gts)
+            )
+        ).reshape(len(dets), len(gts))
+        ratio = np.maximum(ratio, 0.0)  # -1 marks pairs of different sizes: they add nothing
+        frame_inter = np.rint(ratio * det_areas[dets, f][:, None]).astype(np.int64)
+        inter[np.ix_(dets, gts)] += frame_inter
+    if uniform:
+        det_cum = np.concatenate([np.zeros((num_d, 1), np.int64), np.cumsum(det_areas, 1)], 1)
+        gt_sum = np.array([g.mask_areas[:n].sum() for g, n in zip(gt_tracks, gt_len)])
+        union = det_cum[:, gt_len] + gt_sum[None, :] - inter  # (D, G)
+    else:
+        union = _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, width)
+    np.divide(inter, union, out=ious, where=union > 0)
+    return ious
+
+
+def _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, width):
+    """Union sums when some ground-truth masks are not of the video's size (slow, rare path).
+
+    A frame where both masks exist but differ in size adds 0 to both sums, as in the official API.
+    """
+    num_d, num_g = det_areas.shape[0], len(gt_tracks)
+    union = np.zeros((num_d, num_g), dtype=np.int64)
+    for j, g in enumerate(gt_tracks):
+        for f in range(int(gt_len[j])):
+            g_rle = g.rles[f]
+            d_here = np.array([det_rles[i][f] is not None for i in range(num_d)])
+            d_area = det_areas[:, f]
+            if g_rle is None:
+                union[:, j] += np.where(d_here, d_area, 0)
+                continue
+            same = list(g_rle["size"]) == [height, width]
+            both = d_area + g.mask_areas[f] if same else np.zeros(num_d, np.int64)
+            union[:, j] += np.where(d_here, both, g.mask_areas[f])
+    # inter already excludes pairs of different sizes; subtract it where it was counted.
+    return union - inter
+
+
+def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
+    """Greedy matching of one (video, category, area range) at every IoU threshold.
+
+    Args:
+        ious: (D, G) IoUs, predictions in descending score order, ground truth with ignored ones last.
+        gt_ignore, gt_crowd: (G,) bool.
+    Returns:
+        (T, D) int64 index of the matched ground truth (in the given order), -1 where unmatched.
+    """
+    num_d, num_g = ious.shape
+    matches = np.full((len(IOU_THRESHOLDS), num_d), -1, dtype=np.int64)
+    if num_d == 0 or num_g == 0:
+        return matches
+    best_iou = ious.max(axis=1)
+    rows = ious.tolist()
+    ignore = gt_ignore.tolist()
+    crowd = gt_crowd.tolist()
+    for t, thr in enumerate(IOU_THRESHOLDS.tolist()):
+        candidates = np.flatnonzero(best_iou >= thr).tolist()  # the others cannot match
+        if not candidates:
+            break  # thresholds only grow
+        taken = [False] * num_g
+        for d in candidates:
+            row = rows[d]
+            best = min(thr, 1 - 1e-10)
+            m = -1
+            for g in range(num_g):
+                if taken[g] and not crowd[g]:
+                    continue
+                if m > -1 and not ignore[m] and ignore[g]:
+                    break  # holds a regular ground truth: never moves on to an ignored one
+                if row[g] < best:
+                    continue
+                best = row[g]  # ">=": on a tie the later ground truth wins
+                m = g
+            if m > -1:
+                matches[t, d] = m
+                taken[m] = True
+    return matches
+
+
+@dataclass
+class YTVISEvalResult:
+    """Accumulated evaluation, laid out as the official API's ``eval`` dict."""
+
+    precision: np.ndarray  # (T, R, K, A, M), -1 where a category has no countable ground truth
+    recall: np.ndarray  # (T, K, A, M)
+    scores: np.ndarray  # (T, R, K, A, M) score at each recall point
+    category_ids: List[int]
+    category_names: List[str]
+    stats: Dict[str, float] = field(default_factory=dict)  # fractions, -1 where undefined
+    per_category: Dict[str, float] = field(default_factory=dict)  # AP per category name
+
+    def metrics_percent(self) -> "OrderedDict[str, float]":
+        """The headline metrics in percent, NaN where undefined (as detectron2 prints them)."""
+        return OrderedDict((k, v * 100 if v >= 0 else float("nan")) for k, v in self.stats.items())
+
+    def per_category_percent(self) -> "OrderedDict[str, float]":
+        return OrderedDict(
+            (k, v * 100 if v >= 0 else float("nan")) for k, v in self.per_category.items()
+        )
+
+
+def _summary_value(result: YTVISEvalResult, ap: bool, iou_thr=None, area="all", max_dets=100):
+    a = [i for i, lbl in enumerate(AREA_LABELS) if lbl == area]
+    m = [i for i, md in enumerate(MAX_DETS) if md == max_dets]
+    s = result.precision if ap else result.recall
+    if iou_thr is not None:
+        s = s[np.where(iou_thr == IOU_THRESHOLDS)[0]]
+    s = s[:, :, :, a, m] if ap else s[:, :, a, m]
+    valid = s[s > -1]
+    return float(np.mean(valid)) if len(valid) else -1.0
+
+
+def _summarize(result: YTVISEvalResult):
+    result.stats = OrderedDict(
+        [
+            ("AP", _summary_value(result, True)),
+            ("AP50", _summary_value(result, True, iou_thr=0.5)),
+            ("AP75", _summary_value(result, True, iou_thr=0.75)),
+            ("APs", _summary_value(result, True, area="small")),
+            ("APm", _summary_value(result, True, area="medium")),
+            ("APl", _summary_value(result, True, area="large")),
+            ("AR1", _summary_value(result, False, max_dets=1)),
+            ("AR10", _summary_value(result, False, max_dets=10)),
+            ("AR100", _summary_value(result, False, max_dets=100)),
+            ("ARs", _summary_value(result, False, area="small")),
+            ("ARm", _summary_value(result, False, area="medium")),
+            ("ARl", _summary_value(result, False, area="large")),
+        ]
+    )
+    per_cat = OrderedDict()
+    for k, name in enumerate(result.category_names):
+        p = result.precision[:, :, k, 0, -1]
+        valid = p[p > -1]
+        per_cat[name] = float(np.mean(valid)) if len(valid) else -1.0
+    result.per_category = per_cat
+
+
+def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
+    """Temporal AP/AR of validated predictions against a ground truth, as the official API.
+
+    Args:
+        gt: the ground truth.
+        preds: predictions validated against ``gt`` (``results.prepare_predictions``).
+    """
+    n_t, n_r, n_a, n_m = (
+        len(IOU_THRESHOLDS),
+        len(RECALL_THRESHOLDS),
+        len(AREA_RANGES),
+        len(MAX_DETS),
+    )
+    cat_ids = gt.category_ids
+    n_k = len(cat_ids)
+    cat_index = {c: k for k, c in enumerate(cat_ids)}
+    vid_rank = {v: i for i, v in enumerate(gt.video_ids)}
+
+    # Order predictions by (category, video, -score, position in the file), keep the top maxDets[-1]
+    # of each (video, category): the order in which the official API concatenates and sorts them.
+    n_p = len(preds)
+    cat_k = np.array([cat_index[c] for c in preds.category_ids.tolist()], dtype=np.int64)
+    vid_r = np.array([vid_rank[v] for v in preds.video_ids.tolist()], dtype=np.int64)
+    order = np.lexsort((np.arange(n_p), -preds.scores, vid_r, cat_k))
+    group = cat_k[order] * (len(gt.video_ids) + 1) + vid_r[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1] if n_p else np.zeros(0, np.int64)
+    rank = np.arange(n_p) - np.repeat(starts, np.diff(np.r_[starts, n_p]))
+    keep = rank < MAX_DETS[-1]
+    order, rank = order[keep], rank[keep]
+    o_cat, o_vid = cat_k[order], vid_r[order]
+    o_score = preds.scores[order]
+    o_area = preds.avg_areas[order]
+    n_o = len(order)
+
+    # Out-of-range flags of predictions per area range: (A, n_o).
+    det_oor = np.stack([(o_area < lo) | (o_area > hi) for lo, hi in AREA_RANGES])
+    # Defaults for predictions that match nothing: false positive unless out of range.
+    dt_tp = np.zeros((n_a, n_t, n_o), dtype=bool)
+    dt_fp = np.broadcast_to(~det_oor[:, None, :], (n_a, n_t, n_o)).copy()
+    npig = np.zeros((n_k, n_a), dtype=np.int64)
+
+    # Positions (in the kept order) of each (video, category) block.
+    blocks = defaultdict(list)
+    for pos, (v, k) in enumerate(zip(o_vid.tolist(), o_cat.tolist())):
+        blocks[v, k].append(pos)
+
+    for vid in gt.video_ids:
+        tracks = gt.tracks.get(vid)
+        if not tracks:
+            continue
+        v = vid_rank[vid]
+        video = gt.videos[vid]
+        by_cat = defaultdict(list)
+        for j, g in enumerate(tracks):
+            by_cat[cat_index[g.category_id]].append(j)
+        # One IoU computation per video over the predictions of categories that have ground truth.
+        det_pos = [p for k in by_cat for p in blocks.get((v, k), [])]
+        det_idx = order[det_pos]
+        det_rles = [preds.segmentations[i] for i in det_idx.tolist()]
+        det_areas = preds.frame_areas(det_idx)
+        ious = video_track_ious(det_rles, det_areas, tracks, video["height"], video["width"])
+        row_of = {p: r for r, p in enumerate(det_pos)}
+        for k, gt_js in by_cat.items():
+            g_tracks = [tracks[j] for j in gt_js]
+            crowd = np.array([g.iscrowd for g in g_tracks])
+            g_area = np.array([g.avg_area for g in g_tracks])
+            g_ids = np.array([g.ann_id for g in g_tracks])
+            pos = np.array(blocks.get((v, k), []), dtype=np.int64)
+            sub = ious[np.ix_([row_of[p] for p in pos.tolist()], gt_js)]
+            cache = {}
+            for a, (lo, hi) in enumerate(AREA_RANGES):
+                ignore = crowd | (g_area < lo) | (g_area > hi)
+                npig[k, a] += int((~ignore).sum())
+                if len(pos) == 0:
+                    continue
+                key = ignore.tobytes()
+                if key not in cache:
+                    gt_order = np.argsort(ignore, kind="mergesort")
+                    m = _greedy_match(sub[:, gt_order], ignore[gt_order], crowd[gt_order])
+                    has = m >= 0
+                    m_safe = np.where(has, m, 0)
+                    m_ign = has & ignore[gt_order][m_safe]
+                    m_real = has & (g_ids[gt_order][m_safe] != 0)  # id 0 never counts as a match
+                    cache[key] = (m_ign, m_real)
+                m_ign, m_real = cache[key]
+                ign = m_ign | (~m_real & det_oor[a, pos][None, :])
+                dt_tp[a][:, pos] = m_real & ~ign
+                dt_fp[a][:, pos] = ~m_real & ~ign
+
+    precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    recall = -np.ones((n_t, n_k, n_a, n_m))
+    scores = -np.ones((n_t, n_r, n_k, n_a, n_m))
+    cat_bounds = np.searchsorted(o_cat, np.arange(n_k + 1))
+    for k in range(n_k):
+        sl = slice(cat_bounds[k], cat_bounds[k + 1])
+        for a in range(n_a):
+            if npig[k, a] == 0:
+                continue
+            for mi, max_det in enumerate(MAX_DETS):
+                sel = np.flatnonzero(rank[sl] < max_det) + sl.start
+                srt = sel[np.argsort(-o_score[sel], kind="mergesort")]
+                _precision_recall(
+                    dt_tp[a][:, srt], dt_fp[a][:, srt], o_score[srt], npig[k, a],
+                    precision[:, :, k, a, mi], recall[:, k, a, mi], scores[:, :, k, a, mi],
+                )  # fmt: skip
+    result = YTVISEvalResult(precision, recall, scores, list(cat_ids), list(gt.category_names))
+    _summarize(result)
+    return result
+
+
+def _precision_recall(tps, fps, sorted_scores, npig, precision_out, recall_out, scores_out):
+    """Precision at the recall points and final recall, for every IoU threshold at once.
+
+    Args:
+        tps, fps: (T, N) bool, predictions in descending score order.
+        sorted_scores: (N,)
+        precision_out, scores_out: (T, R) views written in place; recall_out: (T,) view.
+    """
+    n = tps.shape[1]
+    if n == 0:
+        recall_out[:] = 0
+        precision_out[:] = 0
+        scores_out[:] = 0
+        return
+    tp_sum = np.cumsum(tps, axis=1).astype(np.float64)
+    fp_sum = np.cumsum(fps, axis=1).astype(np.float64)
+    rc = tp_sum / npig
+    pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # monotone from the right
+    recall_out[:] = rc[:, -1]
+    for t in range(tps.shape[0]):
+        inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
+        valid = inds < n
+        q = np.zeros(len(RECALL_THRESHOLDS))
+        ss = np.zeros(len(RECALL_THRESHOLDS))
+        q[valid] = pr[t, inds[valid]]
+        ss[valid] = sorted_scores[inds[valid]]
+        precision_out[t] = q
+        scores_out[t] = ss
+
+
+def evaluate_results(results, gt, source: str = "results") -> YTVISEvalResult:
+    """Evaluate an in-memory list of result dicts against a ground truth.
+
+    Args:
+        results: list of ``{"video_id", "category_id", "score", "segmentations"}`` dicts.
+        gt: a ``YTVISGroundTruth``, a path to a ground-truth JSON, or its loaded dict.
+    """
+    from .results import prepare_predictions
+
+    if isinstance(gt, str):
+        gt = YTVISGroundTruth.from_json(gt)
+    elif isinstance(gt, dict):
+        gt = YTVISGroundTruth(gt)
+    if not gt.has_annotations:
+        raise ValueError(
+            f"{gt.source}: the ground truth has no 'annotations'; nothing to evaluate."
+        )
+    return evaluate(gt, prepare_predictions(results, gt, source=source))
+
+
+def format_metrics_table(result: YTVISEvalResult) -> str:
+    """The headline metrics and per-category AP (percent) as text tables."""
+    from tabulate import tabulate
+
+    metrics = result.metrics_percent()
+    head = tabulate(
+        [[f"{v:.3f}" for v in metrics.values()]], headers=list(metrics), tablefmt="pipe",
+        stralign="center", numalign="center",
+    )  # fmt: skip
+    items = [(name, f"{v:.3f}") for name, v in result.per_category_percent().items()]
+    cols = 3
+    rows = [sum(items[i : i + cols], ()) for i in range(0, len(items), cols)]
+    per_cat = tabulate(rows, headers=["category", "AP"] * cols, tablefmt="pipe", numalign="left")
+    return f"Temporal segm metrics (percent):\n{head}\nPer-category segm AP:\n{per_cat}"
