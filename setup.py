@@ -9,11 +9,41 @@ has a pure-PyTorch twin that vis_core uses when ``_C`` is missing.
 import glob
 import logging
 import os
+import re
+import subprocess
 
 from setuptools import find_packages, setup
 
 logger = logging.getLogger("vis_core.setup")
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cuda_library_dirs(cuda_home):
+    """Folders holding libcudart. torch looks only in CUDA_HOME/lib64, but a toolkit reached through
+    an nvcc wrapper script (CUDA_HOME=/usr/local) keeps it elsewhere: ask nvcc where it links from.
+    """
+    dirs = [
+        d
+        for d in (os.path.join(cuda_home, "lib64"), os.path.join(cuda_home, "lib"))
+        if os.path.isdir(d)
+    ]
+    if any(glob.glob(os.path.join(d, "libcudart.so*")) for d in dirs):
+        return []  # torch's own flags already find it
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    try:
+        dryrun = subprocess.run(
+            [nvcc, "--dryrun", "-c", "vis_core_probe.cu", "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stderr
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in dryrun.splitlines():
+        if "LIBRARIES=" in line:
+            found += [d for d in re.findall(r'-L"?([^" ]+)"?', line) if not d.endswith("stubs")]
+    return [os.path.normpath(d) for d in found if glob.glob(os.path.join(d, "libcudart.so*"))]
 
 
 def get_extensions():
@@ -38,6 +68,7 @@ def get_extensions():
             "vis_core._C",
             sources + cuda_sources,
             include_dirs=[os.path.join(HERE, csrc)],
+            library_dirs=_cuda_library_dirs(CUDA_HOME),
             define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
         )
@@ -53,10 +84,18 @@ def get_cmdclass():
     class TolerantBuildExtension(BuildExtension):
         """Builds vis_core._C, but lets the install go on without it if compilation fails."""
 
+        failed = ()
+
+        def build_extensions(self):
+            super().build_extensions()
+            # Drop what failed so that the in-place copy and the output lists do not look for it.
+            self.extensions = [ext for ext in self.extensions if ext.name not in self.failed]
+
         def build_extension(self, ext):
             try:
                 super().build_extension(ext)
             except Exception as error:  # noqa: BLE001 - any compiler failure; the twin takes over
+                self.failed = (*self.failed, ext.name)
                 logger.warning(
                     "vis_core: building %s failed (%s); vis_core will use the pure-PyTorch ops. "
                     "Set VIS_CORE_NO_CUDA_OPS=1 to skip the build.",
