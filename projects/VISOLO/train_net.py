@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Train or evaluate VISOLO: ``python projects/VISOLO/train_net.py --config-file CONFIG [opts]``.
+
+``--eval-only MODEL.WEIGHTS path.pth`` evaluates; ``--resume`` continues from the last checkpoint of
+OUTPUT_DIR; ``--num-gpus``/``--num-machines`` scale out through detectron2's ``launch``.
+"""
+
+import os
+import sys
+
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from visolo import add_visolo_config, load_visolo_weights  # noqa: E402
+
+from vis_core.config import add_vis_config  # noqa: E402
+from vis_core.engine import VideoTrainer  # noqa: E402
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_visolo_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = VideoTrainer.build_model(cfg)
+        load_visolo_weights(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
+        return VideoTrainer.test(cfg, model)
+    trainer = VideoTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

@@ -1,0 +1,115 @@
+"""VISOLO's memory matching (grid similarity), temporal aggregation and score-reweighting weights.
+
+Legend: B images, E channels, M memory frames, S_h x S_w the grid, G = S_h * S_w cells.
+"""
+
+import torch
+import torch.nn.functional as F
+from detectron2.layers import Conv2d, get_norm
+from torch import nn
+
+from .heads import init_msra
+
+__all__ = ["MemoryMatching", "TemporalAggregation", "reweighting_weights"]
+
+
+def _conv(in_ch, out_ch, k, norm, relu):
+    return Conv2d(
+        in_ch,
+        out_ch,
+        kernel_size=k,
+        padding=k // 2,
+        bias=not norm,
+        norm=get_norm(norm, out_ch),
+        activation=nn.ReLU(inplace=True) if relu else None,
+    )
+
+
+class MemoryMatching(nn.Module):
+    """Grid similarity Sim between key maps: query embeddings of one frame, reference embeddings of another.
+
+    A shared stem (ReLU, 2x conv) feeds a query head (for the frame being processed) and a separate
+    reference head (for memory frames); Sim(g, g') = <q_g, r_g'> is a raw inner product (a logit).
+    """
+
+    def __init__(self, dim: int, track_dim: int, norm: str = "GN"):
+        super().__init__()
+        self.stem = nn.Sequential(_conv(dim, dim, 3, norm, True), _conv(dim, dim, 3, norm, True))
+        self.query_head = nn.Sequential(
+            _conv(dim, dim, 3, norm, False), _conv(dim, track_dim, 1, norm, False)
+        )
+        self.ref_head = nn.Sequential(
+            _conv(dim, dim, 3, norm, False), _conv(dim, track_dim, 1, norm, False)
+        )
+        init_msra(self)
+
+    def embed_query(self, key: torch.Tensor) -> torch.Tensor:
+        """(B, E, S_h, S_w) key map -> (B, G, D) query embeddings."""
+        return self.query_head(self.stem(F.relu(key))).flatten(2).transpose(1, 2)
+
+    def embed_reference(self, key: torch.Tensor) -> torch.Tensor:
+        """(B, E, S_h, S_w) key map -> (B, D, G) reference embeddings."""
+        return self.ref_head(self.stem(F.relu(key))).flatten(2)
+
+    def embed(self, key: torch.Tensor):
+        """Both embeddings of a key map (the stem runs once): (B, G, D) query and (B, D, G) reference."""
+        x = self.stem(F.relu(key))
+        return self.query_head(x).flatten(2).transpose(1, 2), self.ref_head(x).flatten(2)
+
+    @staticmethod
+    def similarity(query: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """(B, G, D) x (B, D, G') -> (B, G, G') logits."""
+        return torch.bmm(query, reference)
+
+    def forward(self, query_key: torch.Tensor, ref_key: torch.Tensor) -> torch.Tensor:
+        """Sim between a query frame's and a reference frame's key maps, (B, E, S_h, S_w) each -> (B, G, G)."""
+        return self.similarity(self.embed_query(query_key), self.embed_reference(ref_key))
+
+
+class TemporalAggregation(nn.Module):
+    """F'_t = F_t + sum over memory cells of softmax(Sim) * conv(F_mem).
+
+    The softmax runs jointly over all M * G memory cells. One conv serves both the category and the
+    mask (kernel) features, as in the official code.
+    """
+
+    def __init__(self, dim: int, norm: str = "GN"):
+        super().__init__()
+        self.conv = _conv(dim, dim, 3, norm, relu=False)
+        init_msra(self)
+
+    def forward(
+        self, sim: torch.Tensor, feat: torch.Tensor, mem_feat: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        Args:
+            sim: (B, G, M*G) similarity logits of the current cells to the memory cells, memory frame-major.
+            feat: (B, E, S_h, S_w) the current frame's feature.
+            mem_feat: (B, M, E, S_h, S_w) the memory frames' features.
+        Returns:
+            (B, E, S_h, S_w).
+        """
+        b, m, e, sh, sw = mem_feat.shape
+        if sim.shape != (b, sh * sw, m * sh * sw):
+            raise ValueError(
+                f"TemporalAggregation: sim has shape {tuple(sim.shape)}, expected {(b, sh * sw, m * sh * sw)}"
+            )
+        mem = self.conv(mem_feat.reshape(b * m, e, sh, sw))  # (B*M, E, S_h, S_w)
+        mem = (
+            mem.reshape(b, m, e, sh * sw).permute(0, 1, 3, 2).reshape(b, m * sh * sw, e)
+        )  # (B, M*G, E)
+        read = torch.bmm(F.softmax(sim, dim=2), mem)  # (B, G, E)
+        return feat + read.transpose(1, 2).reshape(b, e, sh, sw)
+
+
+def reweighting_weights(sims: list) -> torch.Tensor:
+    """Score-reweighting weights AVG(Sim~_1, Sim~_2), Sim~(g) = max_g' sigmoid(Sim(g, g')).
+
+    Args:
+        sims: list of (B, G, G') similarity logits of the current frame (query) to reference frames.
+    Returns:
+        (B, G) weights in [0, 1].
+    """
+    if not sims:
+        raise ValueError("reweighting_weights: needs at least one similarity map")
+    return torch.stack([s.sigmoid().amax(dim=2) for s in sims]).mean(dim=0)

@@ -1,0 +1,363 @@
+"""VISOLO project: configs, one training step, inference, the streaming API, ablations, bad input."""
+
+import glob
+import os
+import sys
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+
+from vis_core.config import add_vis_config
+from vis_core.modeling.matrix_nms import matrix_nms
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VISOLO")
+sys.path.insert(0, ROOT)
+
+import visolo.meta_arch as visolo_meta_arch  # noqa: E402
+from visolo import add_visolo_config, load_visolo_weights  # noqa: E402
+from visolo.inference import MemoryEntry, MemoryQueue, greedy_link  # noqa: E402
+from visolo.targets import assign_cells  # noqa: E402
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+
+
+def make_cfg(config="synthvis/VISOLO_R18.yaml", opts=()):
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_visolo_config(cfg)
+    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
+    cfg.merge_from_list(list(opts))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+TINY = [
+    "MODEL.VISOLO.HIDDEN_DIM", "32",
+    "MODEL.VISOLO.TRACK_DIM", "32",
+    "MODEL.VISOLO.GRID_NUM", "[4, 6]",
+    "MODEL.VISOLO.NUM_CLASSES", "3",
+]  # fmt: skip
+# Random weights score every cell low: let everything through so inference has instances to track.
+LOOSE = ["MODEL.VISOLO.SCORE_THR", "0.0", "MODEL.VISOLO.UPDATE_THR", "0.0"]
+
+
+def tiny_model(opts=(), seed=0):
+    torch.manual_seed(seed)
+    model = build_model(make_cfg(opts=TINY + list(opts)))
+    return model
+
+
+def make_clip(t=3, h=64, w=96, n=2, seed=0, absent=()):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for _ in range(t)]
+    instances = []
+    for f in range(t):
+        inst = Instances((h, w))
+        masks = torch.zeros(n, h, w, dtype=torch.bool)
+        ids = torch.arange(n) + 1
+        for k in range(n):
+            if (f, k) in absent:
+                ids[k] = -1
+                continue
+            masks[k, 8 + 4 * f : 30 + 4 * f, 6 + 40 * k : 40 + 40 * k] = True
+        inst.gt_masks = BitMasks(masks)
+        inst.gt_classes = torch.arange(n) % 3
+        inst.gt_ids = ids
+        inst.gt_boxes = Boxes(torch.zeros(n, 4))
+        instances.append(inst)
+    return {"image": images, "instances": instances, "height": h, "width": w, "video_id": seed}
+
+
+def make_video(t=6, h=64, w=96, orig=(96, 144), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    frames = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for _ in range(t)]
+    return {"image": frames, "height": orig[0], "width": orig[1], "video_id": seed, "length": t}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_yaml_loads_and_builds(config):
+    cfg = make_cfg(os.path.relpath(config, os.path.join(ROOT, "configs")))
+    model = build_model(cfg)  # no weights are loaded by build_model
+    assert type(model).__name__ == "VISOLO"
+    assert model.category_post.pred.out_channels == cfg.MODEL.VISOLO.NUM_CLASSES
+    assert model.grid == tuple(cfg.MODEL.VISOLO.GRID_NUM)
+
+
+def test_base_config_holds_the_paper_defaults():
+    cfg = make_cfg("youtubevis_2019/VISOLO_R50.yaml")
+    v = cfg.MODEL.VISOLO
+    assert tuple(v.GRID_NUM) == (12, 21) and v.IN_FEATURES == ["res2", "res3", "res4"]
+    assert (v.FOCAL_ALPHA, v.FOCAL_GAMMA, v.MASK_WEIGHT, v.SAMPLING_EPS) == (0.25, 2.0, 3.0, 0.2)
+    assert (v.NMS_KERNEL, v.NMS_SIGMA, v.SCORE_THR, v.UPDATE_THR, v.TRACKING_THR) == (
+        "gaussian", 2.0, 0.1, 0.05, 0.1
+    )  # fmt: skip
+    assert v.MEMORY.INTERVAL == 5
+    assert cfg.INPUT.SAMPLING_FRAME_NUM == 3 and cfg.INPUT.SAMPLING_FRAME_RANGE == 20
+    assert cfg.INPUT.SAMPLING_FRAME_SHUFFLE
+    s = cfg.SOLVER
+    assert (s.OPTIMIZER, s.BASE_LR, s.BACKBONE_MULTIPLIER, s.MAX_ITER) == (
+        "ADAMW",
+        1e-4,
+        0.1,
+        140000,
+    )
+    assert tuple(s.STEPS) == (60000, 100000) and s.CLIP_GRADIENTS.ENABLED
+    assert cfg.MODEL.RESNETS.OUT_FEATURES == ["res2", "res3", "res4"]
+
+
+def test_training_step_gives_finite_losses_and_gradients_reach_the_heads():
+    model = tiny_model()
+    model.train()
+    losses = model([make_clip(seed=0), make_clip(seed=1, absent={(1, 0)})])
+    assert set(losses) == {"loss_cat", "loss_mask", "loss_tracking"}
+    for name, value in losses.items():
+        assert torch.isfinite(value) and value.item() > 0, name
+    sum(losses.values()).backward()
+    for module in (
+        model.category_post.pred,
+        model.kernel_post.pred,
+        model.mask_branch.pred,
+        model.matching.query_head,
+        model.matching.ref_head,
+        model.aggregation.conv,
+        model.backbone.stem,
+    ):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads)
+        assert sum(g.abs().sum().item() for g in grads) > 0
+
+
+def test_empty_ground_truth_trains():
+    model = tiny_model()
+    model.train()
+    no_objects = make_clip(n=0)
+    all_absent = make_clip(n=1, absent={(0, 0), (1, 0), (2, 0)})
+    losses = model([no_objects, all_absent])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_mask"].item() == 0 and losses["loss_tracking"].item() == 0
+    sum(losses.values()).backward()
+    assert model.category_post.pred.weight.grad.abs().sum() > 0
+
+
+def test_training_with_two_frame_and_single_frame_clips():
+    model = tiny_model()
+    model.train()
+    for t in (1, 2):
+        losses = model([make_clip(t=t)])
+        assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_inference_returns_the_common_video_output():
+    model = tiny_model(LOOSE).eval()
+    video = make_video(t=6)
+    (out,) = model([video])
+    n = out["pred_scores"].shape[0]
+    assert n > 0 and out["pred_classes"].shape == (n,) and out["pred_classes"].dtype == torch.long
+    assert out["pred_classes"].max() < 3 and len(out["pred_mask_rles"]) == n
+    assert torch.all(out["pred_scores"][:-1] >= out["pred_scores"][1:])
+    present = 0
+    for track in out["pred_mask_rles"]:
+        assert len(track) == 6
+        for rle in track:
+            if rle is not None:
+                present += 1
+                assert list(rle["size"]) == [96, 144]
+                assert mask_util.decode(rle).shape == (96, 144)
+    assert present >= n  # every track is present at least once
+
+
+def test_streaming_api_matches_the_whole_video_call():
+    model = tiny_model(LOOSE).eval()
+    video = make_video(t=7)
+    (whole,) = model([video])
+    state = model.init_state(video["height"], video["width"], video_id=video["video_id"])
+    for t, frame in enumerate(video["image"]):
+        inst = model.step(state, frame)
+        assert inst.image_size == (96, 144) and inst.pred_masks.shape[1:] == (96, 144)
+        assert len(inst.track_ids) == len(inst.scores) == len(set(inst.track_ids.tolist()))
+    streamed = model.finalize(state)
+    assert torch.equal(whole["pred_scores"], streamed["pred_scores"])
+    assert torch.equal(whole["pred_classes"], streamed["pred_classes"])
+    assert whole["pred_mask_rles"] == streamed["pred_mask_rles"]
+
+
+def test_streaming_frames_are_tracked_across_frames():
+    model = tiny_model(LOOSE + ["MODEL.VISOLO.TRACKING_THR", "0.0"]).eval()
+    video = make_video(t=4)
+    video["image"] = [video["image"][0]] * 4  # a still video: every instance links to itself
+    state = model.init_state(96, 144)
+    ids = [model.step(state, f).track_ids.tolist() for f in video["image"]]
+    assert len(ids[0]) > 0 and all(sorted(i) == sorted(ids[0]) for i in ids)
+
+
+def _capture(module, store, key, use_input):
+    def hook(mod, inputs, output):
+        store[key] = (inputs[0] if use_input else output).detach().clone()
+
+    return module.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize(
+    "ta_cat,ta_mask", [(True, True), (False, True), (True, False), (False, False)]
+)
+def test_temporal_aggregation_switches(ta_cat, ta_mask):
+    model = tiny_model(
+        [
+            "MODEL.VISOLO.TEMPORAL_AGGREGATION_CATEGORY", str(ta_cat),
+            "MODEL.VISOLO.TEMPORAL_AGGREGATION_MASK", str(ta_mask),
+        ]  # fmt: skip
+    ).eval()
+    store = {}
+    pre_cat = model.category_pre.register_forward_hook(
+        lambda m, i, o: store.__setitem__("cat_pre", o[1].detach().clone())
+    )
+    hooks = [
+        pre_cat,
+        _capture(model.category_post, store, "cat_post", True),
+        _capture(model.kernel_pre, store, "kernel_pre", False),
+        _capture(model.kernel_post, store, "kernel_post", True),
+    ]
+    state = model.init_state(64, 96)
+    for frame in make_video(t=2)["image"]:
+        model.step(state, frame)
+    for h in hooks:
+        h.remove()
+    # With aggregation off, the post branch sees the frame's own feature, untouched by the memory.
+    assert torch.equal(store["cat_pre"], store["cat_post"]) == (not ta_cat)
+    assert torch.equal(store["kernel_pre"], store["kernel_post"]) == (not ta_mask)
+
+
+@pytest.mark.parametrize("sr", [True, False])
+def test_score_reweighting_switch(sr, monkeypatch):
+    model = tiny_model(LOOSE + ["MODEL.VISOLO.SCORE_REWEIGHTING", str(sr)]).eval()
+    seen = []
+    real = visolo_meta_arch.decode_frame
+
+    def spy(class_probs, kernels, mask_feat, size, weights, **kw):
+        seen.append(weights)
+        return real(class_probs, kernels, mask_feat, size, weights, **kw)
+
+    monkeypatch.setattr(visolo_meta_arch, "decode_frame", spy)
+    state = model.init_state(64, 96)
+    for frame in make_video(t=3)["image"]:
+        model.step(state, frame)
+    assert seen[0] is None  # the first frame has nothing to compare with
+    for w in seen[1:]:
+        if sr:
+            assert w is not None and w.shape == (24,) and torch.all((w >= 0) & (w <= 1))
+        else:
+            assert w is None
+
+
+def test_memory_queue_follows_every_fifth_frame_plus_the_newest():
+    def frames_before(t, cap):
+        q = MemoryQueue(interval=5, num_recent=2, max_long_term=cap)
+        for f in range(t):
+            q.add(MemoryEntry(f, None, None, None))
+        return [e.frame for e in q.entries]
+
+    # The official code's memory when processing frame t (derived from its update rule).
+    assert frames_before(1, 0) == [0]
+    assert frames_before(2, 0) == [0, 1]
+    assert frames_before(6, 0) == [0, 4, 5]
+    assert frames_before(8, 0) == [0, 5, 6, 7]
+    assert frames_before(13, 0) == [0, 5, 10, 11, 12]
+    assert frames_before(1000, 0)[-3:] == [995, 998, 999] and len(frames_before(1000, 0)) == 202
+    capped = frames_before(1000, 3)
+    assert capped == [985, 990, 995, 998, 999]
+
+
+def test_state_stays_bounded_on_a_long_video():
+    model = tiny_model(LOOSE + ["MODEL.VISOLO.MEMORY.MAX_LONG_TERM", "2",
+                                "MODEL.VISOLO.LOST_BANK_SIZE", "3"]).eval()  # fmt: skip
+    state = model.init_state(32, 48)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(25):
+        model.step(state, torch.randint(0, 256, (3, 32, 48), generator=g, dtype=torch.uint8))
+    assert len(state.memory) <= 4 and len(state.lost) <= 3
+    out = model.finalize(state)
+    assert all(len(track) == 25 for track in out["pred_mask_rles"])
+
+
+def test_matrix_nms_decays_overlapping_masks_of_one_class():
+    masks = torch.zeros(3, 10, 10, dtype=torch.bool)
+    masks[0, :5] = True
+    masks[1, :5] = True  # a duplicate of mask 0
+    masks[2, 5:] = True
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    same = matrix_nms(masks, torch.tensor([0, 0, 0]), scores, kernel="gaussian", sigma=2.0)
+    assert torch.allclose(same, torch.tensor([0.9, 0.8 * float(np.exp(-2.0)), 0.7]))
+    other = matrix_nms(masks, torch.tensor([0, 1, 0]), scores)
+    assert torch.allclose(other, scores)
+    linear = matrix_nms(masks, torch.tensor([0, 0, 0]), scores, kernel="linear")
+    assert torch.allclose(linear, torch.tensor([0.9, 0.0, 0.7]))
+    assert matrix_nms(masks[:0], torch.zeros(0), scores[:0]).numel() == 0
+
+
+def test_centre_sampling_assigns_cells_near_the_centre():
+    masks = torch.zeros(3, 40, 60, dtype=torch.bool)
+    masks[0, 0:10, 0:30] = True  # centre (4.5, 14.5) +- (1, 3): cell (0, 1) of a 4x6 grid of 10x10
+    masks[1, 0:10, 0:30] = True  # the same object again: loses every tie to the first
+    owner = assign_cells(masks, (4, 6), (40, 60), eps=0.2).reshape(4, 6)
+    assert (owner >= 0).sum() == 1 and owner[0, 1] == 0
+    big = torch.zeros(1, 40, 60, dtype=torch.bool)
+    big[:, :, :] = True  # eps * size = 8 x 12 around (19.5, 29.5): rows 1-2, columns 2-3
+    owner = assign_cells(big, (4, 6), (40, 60), eps=0.2).reshape(4, 6)
+    assert owner[1:3, 2:4].eq(0).all() and (owner >= 0).sum() == 4
+    assert (
+        assign_cells(masks[2:], (4, 6), (40, 60), 0.2) == -1
+    ).all()  # an empty mask owns nothing
+
+
+def test_greedy_link_takes_the_most_similar_free_candidate():
+    sim = torch.tensor([[0.9, 0.8], [0.2, 0.7]])  # candidates x current
+    assigned = [None, None]
+    used = greedy_link(sim, [10, 11], assigned, thr=0.5, taken_ids=set())
+    assert assigned == [10, 11] and used == [True, True]
+    assigned = [None, None]
+    greedy_link(sim, [10, 11], assigned, thr=0.75, taken_ids=set())
+    assert assigned == [10, None]  # 0.7 is below the threshold
+
+
+def test_frames_of_different_sizes_are_refused():
+    model = tiny_model().eval()
+    state = model.init_state(64, 96, video_id="v7")
+    model.step(state, torch.zeros(3, 64, 96, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="v7.*frame 1 has size 80x64"):
+        model.step(state, torch.zeros(3, 64, 80, dtype=torch.uint8))
+
+
+def test_empty_video_is_refused():
+    model = tiny_model().eval()
+    with pytest.raises(ValueError, match="video 5 has no frames"):
+        model([{"image": [], "height": 10, "width": 10, "video_id": 5}])
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    with pytest.raises(AssertionError, match="Non-existent key: MODEL.VISOLO.NOT_A_KEY"):
+        make_cfg(opts=["MODEL.VISOLO.NOT_A_KEY", "1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('_BASE_: "%s"\nMODEL:\n  VISOLO:\n    GRIDNUM: [3, 3]\n' % CONFIGS[0])
+    with pytest.raises(KeyError, match="MODEL.VISOLO.GRIDNUM"):
+        make_cfg(str(bad))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    other = tiny_model(["MODEL.VISOLO.NUM_CLASSES", "5"])
+    path = str(tmp_path / "other.pth")
+    torch.save({"model": other.state_dict()}, path)
+    model = tiny_model()
+    with pytest.raises(ValueError, match="do not fit this VISOLO model"):
+        load_visolo_weights(model, path)
+    torch.save({"model": {"some.other.net": torch.zeros(3)}}, path)
+    with pytest.raises(ValueError, match="head parameters missing"):
+        load_visolo_weights(model, path)
+    same = tiny_model(seed=1)
+    torch.save({"model": same.state_dict()}, path)
+    load_visolo_weights(model, path)
+    assert torch.equal(model.category_post.pred.weight, same.category_post.pred.weight)
