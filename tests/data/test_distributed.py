@@ -51,6 +51,8 @@ def _worker(root, out_file):
     if comm.is_main_process():
         with open(out_file, "w") as f:
             json.dump({"world": comm.get_world_size(), "ranks": gathered}, f)
+    comm.synchronize()  # both ranks leave together, so gloo's sockets close cleanly
+    torch.distributed.destroy_process_group()
 
 
 def test_two_process_training_through_launch(tmp_path):

@@ -151,26 +151,8 @@ class YTVISDatasetMapper:
         else:
             frame_idx = list(range(length))
 
-        images, frame_annos = [], []
-        transforms = None
-        for t in frame_idx:
-            image = utils.read_image(d["file_names"][t], format=self.image_format)
-            if image.shape[:2] != (d["height"], d["width"]):
-                raise ValueError(
-                    f"video {d['video_id']}: frame {t} ({d['file_names'][t]}) has size "
-                    f"{image.shape[1]}x{image.shape[0]} (WxH), but the video is "
-                    f"{d['width']}x{d['height']}; all frames of a video must share one size"
-                )
-            if transforms is None:  # one transform for the whole clip
-                aug_input = T.AugInput(image)
-                transforms = self.augmentations(aug_input)
-                image = aug_input.image
-            else:
-                image = transforms.apply_image(image)
-            images.append(torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))))
-            if self.is_train:
-                frame_annos.append(d["annotations"][t])
-
+        frames = [self._read_frame(d, t) for t in frame_idx]
+        images, transforms = self._transform_frames(frames)
         out = {
             "image": images,
             "frame_idx": frame_idx,
@@ -181,10 +163,46 @@ class YTVISDatasetMapper:
             "video_id": d["video_id"],
         }
         if self.is_train:
+            frame_annos = [d["annotations"][t] for t in frame_idx]
             out["instances"] = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
             if not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
                 return None  # every object was cropped away
         return out
+
+    def video_input(self, frames, *, video_id=0):
+        """Inference input from a video's frames (list of (H, W, 3) uint8 arrays in BGR order, as
+        OpenCV reads them): what this mapper gives in test mode for a registered video."""
+        if not frames:
+            raise ValueError(f"video {video_id}: no frames")
+        if self.image_format == "RGB":
+            frames = [f[:, :, ::-1] for f in frames]
+        h, w = frames[0].shape[:2]
+        images, _ = self._transform_frames(frames)
+        return {"image": images, "frame_idx": list(range(len(frames))), "height": h, "width": w,
+                "length": len(frames), "video_id": video_id}
+
+    def _read_frame(self, d, t):
+        image = utils.read_image(d["file_names"][t], format=self.image_format)
+        if image.shape[:2] != (d["height"], d["width"]):
+            raise ValueError(
+                f"video {d['video_id']}: frame {t} ({d['file_names'][t]}) has size "
+                f"{image.shape[1]}x{image.shape[0]} (WxH), but the video is "
+                f"{d['width']}x{d['height']}; all frames of a video must share one size"
+            )
+        return image
+
+    def _transform_frames(self, frames):
+        """Draw ONE transform from the augmentations and apply it to every frame.
+
+        Returns (list of T uint8 tensors (3, H', W'), the TransformList)."""
+        if any(f.shape[:2] != frames[0].shape[:2] for f in frames):
+            sizes = sorted({f.shape[:2] for f in frames})
+            raise ValueError(f"frames of one video differ in size: {sizes} (H, W)")
+        aug_input = T.AugInput(frames[0])
+        transforms = self.augmentations(aug_input)
+        images = [aug_input.image] + [transforms.apply_image(f) for f in frames[1:]]
+        images = [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
+        return images, transforms
 
     def _clip_instances(self, frame_annos, transforms, d, image_size):
         """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame."""

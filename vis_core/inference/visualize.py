@@ -1,0 +1,72 @@
+"""Drawing tracked instances on frames: one colour per track for its whole life."""
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.utils.colormap import random_color
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+__all__ = ["TrackDrawer", "contact_sheet", "frame_masks"]
+
+
+def frame_masks(output, t):
+    """Masks of frame ``t`` of a common video output: a list of N (H, W) bool arrays or None."""
+    if "pred_mask_rles" in output:
+        return [None if rles[t] is None else mask_util.decode(rles[t]).astype(bool)
+                for rles in output["pred_mask_rles"]]
+    masks = output["pred_masks"][:, t]
+    return [m.cpu().numpy() if m.any() else None for m in masks]
+
+
+class TrackDrawer:
+    """Draws the tracks of one common video output (DESIGN.md) frame by frame.
+
+    Args:
+        output (dict): ``pred_scores`` (N,), ``pred_classes`` (N,), and ``pred_masks`` (N, T, H, W) or
+            ``pred_mask_rles`` (N lists of T RLE/None).
+        metadata: detectron2 Metadata with ``thing_classes``.
+        score_threshold (float): tracks scoring below it are not drawn.
+    """
+
+    def __init__(self, output, metadata, score_threshold=0.3, seed=0):
+        scores = output["pred_scores"].tolist()
+        self.keep = [i for i, s in enumerate(scores) if s >= score_threshold]
+        rng_state = np.random.get_state()
+        np.random.seed(seed)
+        self.colors = {i: random_color(rgb=True, maximum=1) for i in self.keep}
+        np.random.set_state(rng_state)
+        classes = output["pred_classes"].tolist()
+        names = metadata.get("thing_classes", None)
+        self.labels = {
+            i: f"{names[classes[i]] if names else classes[i]} {scores[i]:.2f} (#{i})" for i in self.keep
+        }
+        self.output, self.metadata = output, metadata
+
+    def draw(self, frame_bgr, t):
+        """Return the RGB frame ``t`` with its visible tracks drawn."""
+        masks = frame_masks(self.output, t)
+        visible = [i for i in self.keep if masks[i] is not None]
+        vis = Visualizer(frame_bgr[:, :, ::-1], self.metadata, instance_mode=ColorMode.IMAGE)
+        if visible:
+            vis = vis.overlay_instances(
+                masks=[masks[i] for i in visible],
+                labels=[self.labels[i] for i in visible],
+                assigned_colors=[self.colors[i] for i in visible],
+                alpha=0.5,
+            )
+            return vis.get_image()
+        return vis.output.get_image()
+
+
+def contact_sheet(frames_rgb, columns=4, width=320):
+    """Tile RGB frames (each resized to ``width``) into one image, row by row."""
+    if not frames_rgb:
+        raise ValueError("contact_sheet: no frames")
+    h, w = frames_rgb[0].shape[:2]
+    height = int(round(h * width / w))
+    tiles = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames_rgb]
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = np.full((rows * height, columns * width, 3), 255, np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, columns)
+        sheet[r * height : (r + 1) * height, c * width : (c + 1) * width] = tile
+    return sheet
