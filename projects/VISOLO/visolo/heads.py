@@ -20,6 +20,7 @@ __all__ = [
     "KernelPostBranch",
     "MaskFeatureBranch",
     "init_msra",
+    "conv_block",
 ]
 
 
@@ -48,7 +49,8 @@ def add_coords(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, coords], dim=1)
 
 
-def _conv(in_ch, out_ch, k, norm, relu):
+def conv_block(in_ch: int, out_ch: int, k: int, norm: str, relu: bool) -> Conv2d:
+    """k x k conv (same padding) with optional norm and ReLU; no bias when normalised."""
     return Conv2d(
         in_ch,
         out_ch,
@@ -70,9 +72,11 @@ class CategoryPreBranch(nn.Module):
     def __init__(self, in_channels: int, dim: int, grid: Tuple[int, int], norm: str = "GN"):
         super().__init__()
         self.grid = tuple(grid)
-        self.key_conv = _conv(in_channels, dim, 3, norm, relu=False)
-        self.convs = nn.Sequential(_conv(dim, dim, 3, norm, True), _conv(dim, dim, 3, norm, True))
-        self.out_conv = _conv(dim, dim, 1, norm, relu=False)
+        self.key_conv = conv_block(in_channels, dim, 3, norm, relu=False)
+        self.convs = nn.Sequential(
+            conv_block(dim, dim, 3, norm, True), conv_block(dim, dim, 3, norm, True)
+        )
+        self.out_conv = conv_block(dim, dim, 1, norm, relu=False)
         init_msra(self)
 
     def forward(self, res4: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +96,7 @@ class CategoryPostBranch(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, norm: str = "GN", prior_prob: float = 0.0):
         super().__init__()
-        self.convs = nn.Sequential(*[_conv(dim, dim, 3, norm, True) for _ in range(3)])
+        self.convs = nn.Sequential(*[conv_block(dim, dim, 3, norm, True) for _ in range(3)])
         self.pred = nn.Conv2d(dim, num_classes, kernel_size=3, padding=1)
         init_msra(self)
         if prior_prob > 0:
@@ -110,9 +114,9 @@ class KernelPreBranch(nn.Module):
         super().__init__()
         self.grid = tuple(grid)
         self.convs = nn.Sequential(
-            _conv(in_channels + 2, dim, 3, norm, True),
-            _conv(dim, dim, 3, norm, True),
-            _conv(dim, dim, 3, norm, True),
+            conv_block(in_channels + 2, dim, 3, norm, True),
+            conv_block(dim, dim, 3, norm, True),
+            conv_block(dim, dim, 3, norm, True),
         )
         init_msra(self)
 
@@ -126,8 +130,10 @@ class KernelPostBranch(nn.Module):
 
     def __init__(self, dim: int, norm: str = "GN"):
         super().__init__()
-        self.convs = nn.Sequential(_conv(dim, dim, 3, norm, True), _conv(dim, dim, 3, norm, True))
-        self.pred = _conv(dim, dim, 1, norm, relu=False)
+        self.convs = nn.Sequential(
+            conv_block(dim, dim, 3, norm, True), conv_block(dim, dim, 3, norm, True)
+        )
+        self.pred = conv_block(dim, dim, 1, norm, relu=False)
         init_msra(self)
 
     def forward(self, kernel_feat: torch.Tensor) -> torch.Tensor:
@@ -140,8 +146,8 @@ class _ResBlock(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.conv1 = _conv(dim, dim, 3, "", relu=True)
-        self.conv2 = _conv(dim, dim, 3, "", relu=False)
+        self.conv1 = conv_block(dim, dim, 3, "", relu=True)
+        self.conv2 = conv_block(dim, dim, 3, "", relu=False)
 
     def forward(self, x):
         return x + self.conv2(self.conv1(F.relu(x)))
@@ -152,7 +158,7 @@ class _Refine(nn.Module):
 
     def __init__(self, in_channels: int, dim: int):
         super().__init__()
-        self.skip_conv = _conv(in_channels, dim, 3, "", relu=False)
+        self.skip_conv = conv_block(in_channels, dim, 3, "", relu=False)
         self.skip_res = _ResBlock(dim)
         self.out_res = _ResBlock(dim)
 
@@ -171,12 +177,12 @@ class MaskFeatureBranch(nn.Module):
         """
         super().__init__()
         c2, c3, c4 = in_channels
-        self.res4_conv = _conv(c4 + 2, dim, 3, norm, relu=False)
+        self.res4_conv = conv_block(c4 + 2, dim, 3, norm, relu=False)
         self.res4_block = _ResBlock(dim)
         self.refine3 = _Refine(c3, dim)
         self.refine2 = _Refine(c2, dim)
-        self.out_conv = _conv(dim, dim, 3, norm, relu=True)
-        self.pred = _conv(dim, dim, 1, norm, relu=False)
+        self.out_conv = conv_block(dim, dim, 3, norm, relu=True)
+        self.pred = conv_block(dim, dim, 1, norm, relu=False)
         init_msra(self)
 
     def forward(self, res2, res3, res4) -> torch.Tensor:

@@ -5,24 +5,11 @@ Legend: B images, E channels, M memory frames, S_h x S_w the grid, G = S_h * S_w
 
 import torch
 import torch.nn.functional as F
-from detectron2.layers import Conv2d, get_norm
 from torch import nn
 
-from .heads import init_msra
+from .heads import conv_block, init_msra
 
 __all__ = ["MemoryMatching", "TemporalAggregation", "reweighting_weights"]
-
-
-def _conv(in_ch, out_ch, k, norm, relu):
-    return Conv2d(
-        in_ch,
-        out_ch,
-        kernel_size=k,
-        padding=k // 2,
-        bias=not norm,
-        norm=get_norm(norm, out_ch),
-        activation=nn.ReLU(inplace=True) if relu else None,
-    )
 
 
 class MemoryMatching(nn.Module):
@@ -34,12 +21,14 @@ class MemoryMatching(nn.Module):
 
     def __init__(self, dim: int, track_dim: int, norm: str = "GN"):
         super().__init__()
-        self.stem = nn.Sequential(_conv(dim, dim, 3, norm, True), _conv(dim, dim, 3, norm, True))
+        self.stem = nn.Sequential(
+            conv_block(dim, dim, 3, norm, True), conv_block(dim, dim, 3, norm, True)
+        )
         self.query_head = nn.Sequential(
-            _conv(dim, dim, 3, norm, False), _conv(dim, track_dim, 1, norm, False)
+            conv_block(dim, dim, 3, norm, False), conv_block(dim, track_dim, 1, norm, False)
         )
         self.ref_head = nn.Sequential(
-            _conv(dim, dim, 3, norm, False), _conv(dim, track_dim, 1, norm, False)
+            conv_block(dim, dim, 3, norm, False), conv_block(dim, track_dim, 1, norm, False)
         )
         init_msra(self)
 
@@ -75,7 +64,7 @@ class TemporalAggregation(nn.Module):
 
     def __init__(self, dim: int, norm: str = "GN"):
         super().__init__()
-        self.conv = _conv(dim, dim, 3, norm, relu=False)
+        self.conv = conv_block(dim, dim, 3, norm, relu=False)
         init_msra(self)
 
     def forward(
