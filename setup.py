@@ -118,6 +118,7 @@ setup(
         "numpy<2",
         "fvcore>=0.1.5",
         "pycocotools>=2.0.2",
+        "orjson",  # fast JSON parsing of results.json in vis_core.evaluation (optional at run time)
         "opencv-python-headless<4.12",
         "scipy>=1.7",
         "tqdm",

@@ -7,7 +7,6 @@ Public API:
     YTVISGroundTruth, YTVISEvalResult, prepare_predictions, video_output_to_results, write_results.
 """
 
-from .evaluator import YTVISEvaluator  # noqa: E402  (needs detectron2)
 from .results import (
     PredictionSet,
     encode_track_masks,
@@ -28,6 +27,17 @@ from .ytvis_eval import (
     evaluate_results,
     format_metrics_table,
 )
+
+
+def __getattr__(name):
+    # YTVISEvaluator needs detectron2 (and torch); the metric core and the CLI do not, so it is
+    # imported on first use only.
+    if name == "YTVISEvaluator":
+        from .evaluator import YTVISEvaluator
+
+        return YTVISEvaluator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AREA_LABELS",
