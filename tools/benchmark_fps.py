@@ -17,6 +17,7 @@ call ("clip"), as the ceilings. Peak memory: CUDA max allocated on a GPU, peak R
 Random weights unless MODEL.WEIGHTS is given (speed does not depend on them, except through the number
 of tracks an untrained model keeps).
 """
+
 import argparse
 import contextlib
 import resource
@@ -99,8 +100,10 @@ def main(argv=None):
     times = {"data": 0.0, "model": 0.0, "encode": 0.0}
     tracks = []
     for k in range(args.videos + 1):
-        frames = [rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
-                  for _ in range(args.frames)]
+        frames = [
+            rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+            for _ in range(args.frames)
+        ]
         start = time.perf_counter()
         video = mapper.video_input(frames, video_id=k)
         data_time = time.perf_counter() - start

@@ -8,6 +8,7 @@ Writes OUT.mp4 (each track's mask and label in one colour for its whole life), O
 sheet of sampled frames) and OUT_results.json (the tracks in the YouTube-VIS results format, with the
 category ids of the config's first test data set).
 """
+
 import argparse
 import json
 import logging
@@ -34,7 +35,9 @@ logger = logging.getLogger("vis_core.demo")
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, help="a config of projects/<Method>/configs/")
+    parser.add_argument(
+        "--config-file", required=True, help="a config of projects/<Method>/configs/"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video-input", help="an mp4 (or any video OpenCV reads)")
     source.add_argument("--input", help="a glob of frame files, e.g. 'frames/*.jpg', or a folder")
@@ -42,7 +45,9 @@ def get_parser():
     parser.add_argument("--confidence-threshold", type=float, default=0.3, help="tracks drawn")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the written mp4")
     parser.add_argument("--sheet-frames", type=int, default=8, help="frames on the contact sheet")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE"
+    )
     return parser
 
 
@@ -64,12 +69,17 @@ def main(argv=None):
     mapper = YTVISDatasetMapper(cfg, is_train=False)
     with torch.no_grad():
         output = model([mapper.video_input(frames)])[0]
-    logger.info("%d tracks, %d above %.2f", len(output["pred_scores"]),
-                int((output["pred_scores"] >= args.confidence_threshold).sum()),
-                args.confidence_threshold)
+    logger.info(
+        "%d tracks, %d above %.2f",
+        len(output["pred_scores"]),
+        int((output["pred_scores"] >= args.confidence_threshold).sum()),
+        args.confidence_threshold,
+    )
 
     drawer = TrackDrawer(output, metadata, score_threshold=args.confidence_threshold)
-    sheet_idx = set(np.linspace(0, len(frames) - 1, min(args.sheet_frames, len(frames))).astype(int))
+    sheet_idx = set(
+        np.linspace(0, len(frames) - 1, min(args.sheet_frames, len(frames))).astype(int)
+    )
     sheet = []
     with VideoWriter(args.output, fps=args.fps) as writer:
         for t, frame in enumerate(tqdm(frames, desc="drawing")):

@@ -1,4 +1,5 @@
 """Finding the project a config file belongs to, so that method-agnostic tools can build its model."""
+
 import importlib.util
 import os
 import sys

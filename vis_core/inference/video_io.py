@@ -1,4 +1,5 @@
 """Reading a user's video (an mp4 or a folder/glob of frames) and writing one."""
+
 import glob
 import os
 
@@ -76,7 +77,9 @@ class VideoWriter:
     def write(self, rgb):
         if self._writer is None:
             h, w = rgb.shape[:2]
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self._writer = cv2.VideoWriter(
+                self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)
+            )
             if not self._writer.isOpened():
                 raise OSError(f"cannot open {self.path!r} for writing an mp4")
         self._writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))

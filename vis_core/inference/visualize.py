@@ -1,4 +1,5 @@
 """Drawing tracked instances on frames: one colour per track for its whole life."""
+
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
@@ -11,8 +12,10 @@ __all__ = ["TrackDrawer", "contact_sheet", "frame_masks"]
 def frame_masks(output, t):
     """Masks of frame ``t`` of a common video output: a list of N (H, W) bool arrays or None."""
     if "pred_mask_rles" in output:
-        return [None if rles[t] is None else mask_util.decode(rles[t]).astype(bool)
-                for rles in output["pred_mask_rles"]]
+        return [
+            None if rles[t] is None else mask_util.decode(rles[t]).astype(bool)
+            for rles in output["pred_mask_rles"]
+        ]
     masks = output["pred_masks"][:, t]
     return [m.cpu().numpy() if m.any() else None for m in masks]
 
@@ -37,7 +40,8 @@ class TrackDrawer:
         classes = output["pred_classes"].tolist()
         names = metadata.get("thing_classes", None)
         self.labels = {
-            i: f"{names[classes[i]] if names else classes[i]} {scores[i]:.2f} (#{i})" for i in self.keep
+            i: f"{names[classes[i]] if names else classes[i]} {scores[i]:.2f} (#{i})"
+            for i in self.keep
         }
         self.output, self.metadata = output, metadata
 

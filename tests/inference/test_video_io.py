@@ -1,0 +1,85 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.data import Metadata
+
+from vis_core.engine.project import find_project_root
+from vis_core.inference import (
+    TrackDrawer,
+    VideoWriter,
+    contact_sheet,
+    list_frame_files,
+    read_frames,
+)
+
+
+def _write_frames(folder, sizes):
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(folder / f"{t:05d}.png"), np.full((h, w, 3), t * 10, np.uint8))
+
+
+def test_frames_from_folder_and_glob(tmp_path):
+    _write_frames(tmp_path / "v", [(20, 30)] * 4)
+    files = list_frame_files(str(tmp_path / "v"))
+    assert files == list_frame_files(str(tmp_path / "v" / "*.png")) and len(files) == 4
+    frames = list(read_frames(frame_files=files))
+    assert [int(f[0, 0, 0]) for f in frames] == [0, 10, 20, 30]
+
+
+def test_bad_videos_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no frame files match"):
+        list_frame_files(str(tmp_path / "none" / "*.jpg"))
+    _write_frames(tmp_path / "v", [(20, 30), (20, 30), (22, 30)])
+    with pytest.raises(
+        ValueError, match=r"00002.png is 30x22 \(WxH\) but the first frame is 30x20"
+    ):
+        list(read_frames(frame_files=list_frame_files(str(tmp_path / "v"))))
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        list(read_frames(frame_files=[str(tmp_path / "missing.jpg")]))
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg: cannot be decoded"):
+        list(read_frames(frame_files=[str(tmp_path / "broken.jpg")]))
+    with pytest.raises(FileNotFoundError, match="video file"):
+        list(read_frames(video_input=str(tmp_path / "nope.mp4")))
+    with pytest.raises(ValueError, match="no frames"):
+        list(read_frames(frame_files=[]))
+
+
+def test_mp4_round_trip_and_drawing(tmp_path):
+    t, h, w = 5, 48, 64
+    masks = torch.zeros(2, t, h, w, dtype=torch.bool)
+    masks[0, :, 10:20, 10:20] = True
+    masks[1, 2:, 30:40, 30:50] = True  # track 1 appears at frame 2
+    output = {
+        "pred_scores": torch.tensor([0.9, 0.8]),
+        "pred_classes": torch.tensor([0, 1]),
+        "pred_masks": masks,
+    }
+    drawer = TrackDrawer(output, Metadata(name="x", thing_classes=["a", "b"]))
+    frame = np.zeros((h, w, 3), np.uint8)
+    drawn = [drawer.draw(frame, k) for k in range(t)]
+    # a track keeps one colour: the mask centre of track 0 has the same colour in every frame
+    centre = [tuple(d[15, 15]) for d in drawn]
+    assert len(set(centre)) == 1 and centre[0] != (0, 0, 0)
+    assert tuple(drawn[0][35, 40]) == (0, 0, 0) and tuple(drawn[3][35, 40]) != (0, 0, 0)
+    path = str(tmp_path / "out" / "v.mp4")
+    with VideoWriter(path, fps=5) as writer:
+        for d in drawn:
+            writer.write(d)
+    back = list(read_frames(video_input=path))
+    assert len(back) == t and back[0].shape == (h, w, 3)
+    assert contact_sheet(drawn, columns=2, width=32).shape == (3 * 24, 64, 3)
+
+
+def test_project_root_of_a_config(tmp_path):
+    (tmp_path / "projects" / "M" / "configs" / "s").mkdir(parents=True)
+    (tmp_path / "projects" / "M" / "train_net.py").write_text("")
+    cfg = tmp_path / "projects" / "M" / "configs" / "s" / "a.yaml"
+    cfg.write_text("")
+    assert find_project_root(str(cfg)) == str(tmp_path / "projects" / "M")
+    other = tmp_path / "b.yaml"
+    other.write_text("")
+    with pytest.raises(ValueError, match="not inside a project folder"):
+        find_project_root(str(other))
