@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Train or evaluate Mask2Former-VIS: detectron2's launcher with vis_core's VideoTrainer.
+
+    python projects/Mask2Former_VIS/train_net.py \
+        --config-file projects/Mask2Former_VIS/configs/synthvis/Mask2Former_VIS_R18.yaml
+    python projects/Mask2Former_VIS/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model.pth
+"""
+
+import os
+import sys
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from mask2former_vis import add_mask2former_vis_config  # noqa: E402
+
+from vis_core.config import add_vis_config  # noqa: E402
+from vis_core.engine import VideoTrainer  # noqa: E402
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_mask2former_vis_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = VideoTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        return VideoTrainer.test(cfg, model)
+    trainer = VideoTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
