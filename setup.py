@@ -70,7 +70,11 @@ def get_extensions():
             include_dirs=[os.path.join(HERE, csrc)],
             library_dirs=_cuda_library_dirs(CUDA_HOME),
             define_macros=[("WITH_CUDA", None)],
-            extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
+            # nvcc compiles the architectures in parallel (one thread per core).
+            extra_compile_args={
+                "cxx": ["-O3"],
+                "nvcc": ["-O3", f"--threads={os.cpu_count() or 1}"],
+            },
         )
     ]
 

@@ -19,13 +19,20 @@ from vis_core.config import add_vis_config  # noqa: E402
 from vis_core.engine import VideoTrainer  # noqa: E402
 
 
-def setup(args):
+def setup_cfg(config_file, opts=()):
+    """The frozen config of ``config_file`` with ``opts`` applied, without side effects (the demo
+    and the benchmark build their model from it through vis_core.engine.project)."""
     cfg = get_cfg()
     add_vis_config(cfg)
     add_visolo_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
     cfg.freeze()
+    return cfg
+
+
+def setup(args):
+    cfg = setup_cfg(args.config_file, args.opts)
     default_setup(cfg, args)
     return cfg
 

@@ -193,3 +193,23 @@ def test_builtin_ovis_accepts_common_file_names(tmp_path, monkeypatch):
     dicts = DatasetCatalog.get("ovis_val")
     assert len(dicts) == 2
     assert MetadataCatalog.get("ovis_val").json_file.endswith("annotations/annotations_valid.json")
+
+
+def test_held_out_split_is_registered(tmp_path, monkeypatch):
+    from vis_core.data.split import main as split_main
+
+    root = tmp_path / "ytvis_2021"
+    json_path, image_root, _ = write_tiny_ytvis(str(root / "train"), num_videos=5)
+    os.rename(json_path, root / "train.json")
+    data = json.load(open(root / "train.json"))
+    data["categories"] = [{"id": 1, "name": "airplane"}, {"id": 2, "name": "bear"}]
+    json.dump(data, open(root / "train.json", "w"))
+    split_main(["--json", str(root / "train.json"), "--fraction", "0.4", "--seed", "0"])
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    register_all_builtin()
+    train = DatasetCatalog.get("ytvis_2021_sub_train")
+    val = DatasetCatalog.get("ytvis_2021_sub_val")
+    assert len(train) + len(val) == 5 and len(val) == 2
+    assert not {d["video_id"] for d in train} & {d["video_id"] for d in val}
+    assert MetadataCatalog.get("ytvis_2021_sub_val").json_file.endswith("train_sub_val.json")
+    assert all(a for d in val for a in d["annotations"])

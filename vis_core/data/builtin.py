@@ -9,6 +9,7 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from .split import sub_split_paths
 from .synthvis import SYNTHVIS_CATEGORIES
 from .ytvis import load_ytvis_json, thing_colors
 
@@ -239,9 +240,7 @@ def register_all_builtin():
             )
         # Held-out splits carved out of the training set by `python -m vis_core.data.split`.
         for json_file, image_root in builtin_split_files(family, "train"):
-            stem = os.path.splitext(json_file)[0]
-            for part in ("sub_train", "sub_val"):
-                sub_json = f"{stem}_{part}.json"
+            for part, sub_json in zip(("sub_train", "sub_val"), sub_split_paths(json_file)):
                 name = f"{family}_{part}"
                 if os.path.isfile(sub_json):
                     _register_once(

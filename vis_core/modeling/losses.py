@@ -1,0 +1,109 @@
+"""Mask and class losses shared by the criteria, and their pairwise forms used as matching costs.
+
+Legend: N predictions, M targets, K points (or pixels) per mask, C classes.
+Per-pair losses take (N, K) logits and (N, K) targets; pairwise costs take (N, K) logits and
+(M, K) targets and return an (N, M) matrix whose entry (i, j) equals the loss of prediction i
+against target j. Focal loss is fvcore's (the one detectron2 uses), re-exported here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from fvcore.nn import sigmoid_focal_loss
+from torch import Tensor
+
+__all__ = [
+    "dice_loss",
+    "sigmoid_ce_loss",
+    "sigmoid_focal_loss",
+    "pairwise_dice_cost",
+    "pairwise_sigmoid_ce_cost",
+    "pairwise_focal_class_cost",
+]
+
+
+def dice_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
+    """Dice loss 1 - (2|p t| + 1) / (|p| + |t| + 1), summed over masks and divided by num_masks.
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (N, K) binary targets (float).
+        num_masks: normaliser (e.g. the number of matched targets, averaged over workers).
+    Returns:
+        scalar loss.
+    """
+    probs = inputs.sigmoid().flatten(1)
+    targets = targets.flatten(1)
+    numerator = 2 * (probs * targets).sum(-1)
+    denominator = probs.sum(-1) + targets.sum(-1)
+    loss = 1 - (numerator + 1) / (denominator + 1)
+    return loss.sum() / num_masks
+
+
+def sigmoid_ce_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor:
+    """Binary cross-entropy on logits, averaged over the K points, summed over masks / num_masks.
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (N, K) binary targets (float).
+    Returns:
+        scalar loss.
+    """
+    loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    return loss.flatten(1).mean(1).sum() / num_masks
+
+
+def pairwise_dice_cost(inputs: Tensor, targets: Tensor) -> Tensor:
+    """Dice loss between every prediction and every target.
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (M, K) binary targets.
+    Returns:
+        (N, M) costs; entry (i, j) equals ``dice_loss(inputs[i:i+1], targets[j:j+1], 1)``.
+    """
+    probs = inputs.sigmoid().flatten(1)
+    targets = targets.flatten(1).to(probs.dtype)
+    numerator = 2 * torch.einsum("nk,mk->nm", probs, targets)
+    denominator = probs.sum(-1)[:, None] + targets.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+def pairwise_sigmoid_ce_cost(inputs: Tensor, targets: Tensor) -> Tensor:
+    """Mean binary cross-entropy between every prediction and every target.
+
+    BCE(x, t) = t * softplus(-x) + (1 - t) * softplus(x), so the pairwise mean over K points is two
+    matrix products.
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (M, K) binary targets.
+    Returns:
+        (N, M) costs; entry (i, j) equals ``sigmoid_ce_loss(inputs[i:i+1], targets[j:j+1], 1)``.
+    """
+    inputs = inputs.flatten(1)
+    targets = targets.flatten(1).to(inputs.dtype)
+    K = inputs.shape[1]
+    pos = F.softplus(-inputs)  # -log(sigmoid(x))
+    neg = F.softplus(inputs)  # -log(1 - sigmoid(x))
+    cost = torch.einsum("nk,mk->nm", pos, targets) + torch.einsum("nk,mk->nm", neg, 1 - targets)
+    return cost / max(K, 1)
+
+
+def pairwise_focal_class_cost(
+    logits: Tensor, labels: Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal classification cost of assigning each prediction to each target's class (Deformable
+    DETR): the focal loss of the target class being positive minus that of it being negative.
+
+    Args:
+        logits: (N, C) per-class sigmoid logits.
+        labels: (M,) class indices in [0, C).
+    Returns:
+        (N, M) costs.
+    """
+    probs = logits.sigmoid()[:, labels]  # (N, M)
+    neg_cost = (1 - alpha) * probs.pow(gamma) * F.softplus(logits[:, labels])
+    pos_cost = alpha * (1 - probs).pow(gamma) * F.softplus(-logits[:, labels])
+    return pos_cost - neg_cost
