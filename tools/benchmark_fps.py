@@ -26,12 +26,12 @@ import time
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from tabulate import tabulate
 
 from vis_core.data import YTVISDatasetMapper
+from vis_core.engine import load_inference_weights
 from vis_core.engine.project import setup_project_cfg
 from vis_core.evaluation.results import encode_track_masks
 
@@ -88,7 +88,7 @@ def main(argv=None):
     model = build_model(cfg)
     model.eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_inference_weights(model, cfg.MODEL.WEIGHTS)
     mapper = YTVISDatasetMapper(cfg, is_train=False)
     device_type = "cuda" if args.device.startswith("cuda") else "cpu"
     autocast = (

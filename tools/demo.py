@@ -18,13 +18,13 @@ import sys
 import cv2
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from vis_core.data import YTVISDatasetMapper
+from vis_core.engine import load_inference_weights
 from vis_core.engine.project import setup_project_cfg
 from vis_core.evaluation.results import video_output_to_results
 from vis_core.inference.video_io import VideoWriter, list_frame_files, read_frames
@@ -58,7 +58,7 @@ def main(argv=None):
     model = build_model(cfg)
     model.eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_inference_weights(model, cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: the model has random weights")
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")

@@ -1,5 +1,6 @@
 """Config keys every video project shares; each method adds its own under ``MODEL.<METHOD>``."""
 
+import torch
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_vis_config"]
@@ -7,6 +8,8 @@ __all__ = ["add_vis_config"]
 
 def add_vis_config(cfg):
     """Add the keys shared by all VIS projects to a detectron2 config (in place)."""
+    # detectron2 defaults to "cuda"; run on the CPU where there is no GPU (a config or opts still win).
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     # ---- Clip sampling (training) ----
     # Frames per training clip (T).
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
