@@ -19,10 +19,10 @@
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from benchmark_ms_deform_attn import timed  # tools/ is on sys.path when run as a script
 from scipy.optimize import linear_sum_assignment
 
 from vis_core.matching import (
@@ -47,11 +47,6 @@ def objective(A1, A2, B, perm):
     """(b,) objective of (b, n) assignments."""
     P = permutation_matrix(perm.to(A1.device), A2.shape[-1]).to(A1)
     return qap_objective(A1, A2, B, P)
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def planted_problems(b, n, sigma, feat_dim, feat_noise, gen):
@@ -147,17 +142,7 @@ def timing(sizes, batches, device, repeats, gen):
             def hard():
                 solve_qap(A1, A2, B)
 
-            times = []
-            for fn in (soft_forward, soft_backward, hard):
-                fn()  # warm-up
-                synchronize(device)
-                elapsed = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    fn()
-                    synchronize(device)
-                    elapsed.append(time.perf_counter() - start)
-                times.append(float(np.median(elapsed)) * 1e3)
+            times = [timed(fn, device, repeats) for fn in (soft_forward, soft_backward, hard)]
             print(
                 f"{n:>4} {b:>6} {times[0]:>12.2f} {times[1]:>16.2f} {times[2]:>13.2f} "
                 f"{times[2] / b:>21.2f}"
@@ -175,6 +160,8 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per configuration")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 20, 50], help="timing: n")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64], help="timing: batch")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -190,7 +177,7 @@ def main():
         gen,
     )
     brute_force([4, 5, 6, 7], args.trials, gen)
-    timing([10, 20, 50], [1, 16, 64], args.device, args.repeats, gen)
+    timing(args.sizes, args.batches, args.device, args.repeats, gen)
 
 
 if __name__ == "__main__":
