@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from .results import load_results
-from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate_results, format_metrics_table
+from .results import gc_paused, load_predictions
+from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate, format_metrics_table
 
 logger = logging.getLogger("vis_core.evaluation")
 
@@ -61,13 +61,15 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     try:
-        gt = YTVISGroundTruth.from_json(args.gt)
-        results = load_results(args.pred)
-        result = evaluate_results(results, gt, source=args.pred)
+        with gc_paused():  # millions of acyclic objects: the collector would only slow things down
+            gt = YTVISGroundTruth.from_json(args.gt)
+            gt.require_annotations()
+            preds = load_predictions(args.pred, gt)
+            result = evaluate(gt, preds)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    logger.info("Evaluated %d results in %.2f s", len(results), time.perf_counter() - start)
+    logger.info("Evaluated %d results in %.2f s", len(preds), time.perf_counter() - start)
     print(format_metrics_table(result))
     if args.json_out:
         metrics_to_json(result, args.json_out)

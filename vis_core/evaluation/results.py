@@ -5,13 +5,17 @@ entry per frame of the video: a compressed RLE ``{"size": [H, W], "counts": str}
 track is absent or empty (the official loader accepts both and scores them the same).
 """
 
+import contextlib
+import gc
 import json
 import logging
 import math
 import numbers
 import os
 import zipfile
-from typing import Dict, List, Optional, Sequence
+from itertools import chain, compress, repeat
+from operator import is_not, itemgetter
+from typing import Dict, List, Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -20,6 +24,10 @@ try:
     import orjson
 except ImportError:  # optional: the standard json module gives the same objects, more slowly
     orjson = None
+try:
+    import msgspec
+except ImportError:  # optional: without it results files take the generic (slower) path
+    msgspec = None
 
 logger = logging.getLogger(__name__)
 _AREA_CHUNK = 65536  # RLEs per pycocotools call: bounds the memory of the decoded counts
@@ -27,6 +35,8 @@ _AREA_CHUNK = 65536  # RLEs per pycocotools call: bounds the memory of the decod
 __all__ = [
     "read_json",
     "load_results",
+    "load_predictions",
+    "gc_paused",
     "PredictionSet",
     "prepare_predictions",
     "encode_track_masks",
@@ -41,12 +51,36 @@ def is_present(seg) -> bool:
     return bool(seg)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector for the block.
+
+    Parsing a results file builds millions of small acyclic objects; the collector's passes over them
+    cost more than the parse itself (about twice the time on a YouTube-VIS-sized file).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_json(path: str, what: str = "file"):
     """Parse a JSON file (with orjson where installed, it is faster); errors name the file."""
+    with gc_paused():
+        return _parse_json(_read_bytes(path, what), path, what)
+
+
+def _read_bytes(path: str, what: str) -> bytes:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"The {what} {path!r} does not exist.")
     with open(path, "rb") as f:
-        data = f.read()
+        return f.read()
+
+
+def _parse_json(data: bytes, path: str, what: str):
     try:
         if orjson is not None:
             return orjson.loads(data)
@@ -55,9 +89,7 @@ def read_json(path: str, what: str = "file"):
         raise ValueError(f"The {what} {path!r} is not valid JSON: {error}") from None
 
 
-def load_results(path: str) -> list:
-    """Read a ``results.json`` file: a JSON list of result dicts."""
-    results = read_json(path, what="results file")
+def _check_results_list(results, path: str) -> list:
     if not isinstance(results, list):
         raise ValueError(
             f"The results file {path!r} must hold a JSON list of results "
@@ -66,28 +98,83 @@ def load_results(path: str) -> list:
     return results
 
 
+def load_results(path: str) -> list:
+    """Read a ``results.json`` file: a JSON list of result dicts."""
+    return _check_results_list(read_json(path, what="results file"), path)
+
+
+if msgspec is not None:
+
+    class _RLE(TypedDict):
+        """A frame of a result as the typed decoder reads it (a plain dict, as pycocotools wants)."""
+
+        size: Tuple[int, int]
+        counts: Union[str, List[int]]
+
+    class _Result(msgspec.Struct, gc=False):
+        """One result as the typed decoder reads it; other keys of the file are ignored."""
+
+        video_id: int
+        category_id: int
+        score: float
+        segmentations: List[Optional[_RLE]]
+
+    _RESULTS_DECODER = msgspec.json.Decoder(List[_Result])
+
+
+def load_predictions(path: str, gt, source: Optional[str] = None) -> "PredictionSet":
+    """Read and validate a ``results.json`` file against a ground truth, as fast as possible.
+
+    The file is decoded with typed msgspec structures (types checked while parsing, no per-result
+    Python work) where msgspec is installed; a file that does not fit them, or an environment without
+    msgspec, goes through the generic parser and ``prepare_predictions``, whose errors name the result.
+    """
+    source = source or path
+    data = _read_bytes(path, "results file")
+    with gc_paused():
+        if msgspec is not None:
+            try:
+                decoded = _RESULTS_DECODER.decode(data)
+            except msgspec.DecodeError:
+                decoded = None  # not JSON, or JSON of another shape: the generic path says which
+            if decoded is not None:
+                columns = (
+                    [r.video_id for r in decoded], [r.category_id for r in decoded],
+                    [r.score for r in decoded], [r.segmentations for r in decoded],
+                )  # fmt: skip
+                return _build_prediction_set(columns, decoded, gt, source)
+        results = _check_results_list(_parse_json(data, path, "results file"), path)
+        return prepare_predictions(results, gt, source=source)
+
+
 class PredictionSet:
     """Predictions validated against a ground truth, with the per-frame mask areas computed once.
 
     Attributes:
         video_ids, category_ids: (P,) int64.
         scores: (P,) float64.
-        segmentations: P lists of F entries (compressed RLE dict or None).
+        segmentations: P lists of F entries (compressed RLE dict or None), F the video's length.
         avg_areas: (P,) float64 mean area over frames whose mask is present and non-empty.
     """
 
-    def __init__(self, video_ids, category_ids, scores, segmentations, flat_areas, flat_offsets):
+    def __init__(self, video_ids, category_ids, scores, segmentations, frame_areas, frame_offsets):
+        """
+        Args:
+            frame_areas: (sum of F,) int64 area of every frame, prediction after prediction, 0 where
+                the frame is null.
+            frame_offsets: (P+1,) start of each prediction in ``frame_areas``.
+        """
         self.video_ids = np.asarray(video_ids, dtype=np.int64)
         self.category_ids = np.asarray(category_ids, dtype=np.int64)
         self.scores = np.asarray(scores, dtype=np.float64)
         self.segmentations = segmentations
-        self._flat_areas = flat_areas  # areas of the present frames, prediction after prediction
-        self._offsets = flat_offsets  # (P+1,) start of each prediction in _flat_areas
-        counts = np.diff(flat_offsets)
-        owner = np.repeat(np.arange(len(counts)), counts)
-        nonzero = flat_areas > 0
-        sums = np.bincount(owner[nonzero], weights=flat_areas[nonzero], minlength=len(counts))
-        n_nonzero = np.bincount(owner[nonzero], minlength=len(counts))
+        self._areas = frame_areas
+        self._offsets = frame_offsets
+        counts = np.diff(frame_offsets)
+        nonzero = frame_areas > 0
+        owner = np.repeat(np.arange(len(counts)), counts)[nonzero]
+        sums = np.bincount(owner, weights=frame_areas[nonzero], minlength=len(counts))
+        n_nonzero = np.bincount(owner, minlength=len(counts))
         self.avg_areas = np.divide(
             sums, n_nonzero, out=np.zeros(len(counts)), where=n_nonzero > 0
         )  # sums of integers are exact, so this equals numpy's mean of the non-zero areas
@@ -97,15 +184,12 @@ class PredictionSet:
 
     def frame_areas(self, indices: np.ndarray) -> np.ndarray:
         """(len(indices), F) int64 per-frame areas of the given predictions (one video), 0 where absent."""
+        indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return np.zeros((0, 0), dtype=np.int64)
-        num_f = len(self.segmentations[indices[0]])
-        out = np.zeros((len(indices), num_f), dtype=np.int64)
-        for row, i in enumerate(indices.tolist()):
-            segs = self.segmentations[i]
-            present = [f for f, s in enumerate(segs) if s is not None]
-            out[row, present] = self._flat_areas[self._offsets[i] : self._offsets[i + 1]]
-        return out
+        starts = self._offsets[indices]
+        num_f = int(self._offsets[indices[0] + 1] - starts[0])
+        return self._areas[starts[:, None] + np.arange(num_f)[None, :]]  # (D, F)
 
 
 def _result_error(index: int, result, message: str) -> ValueError:
@@ -126,109 +210,191 @@ def prepare_predictions(results: Sequence[dict], gt, source: str = "results") ->
     """
     if not isinstance(results, (list, tuple)):
         raise ValueError(f"{source}: expected a list of results, got {type(results).__name__}.")
-    if len(results) == 0:
-        logger.warning("%s: no predictions; every category with ground truth gets AP 0.", source)
-    categories = set(gt.category_ids)
-    video_ids, category_ids, scores, segmentations = [], [], [], []
-    flat: List[dict] = []
-    offsets = [0]
-    converted = 0
-    for index, r in enumerate(results):
-        if not isinstance(r, dict):
-            raise ValueError(f"{source}: result #{index} is a {type(r).__name__}, not a dict.")
-        for key in ("video_id", "category_id", "score", "segmentations"):
-            if key not in r:
-                raise _result_error(index, r, f"missing key {key!r}.")
-        vid = r["video_id"]
-        is_int = isinstance(vid, numbers.Integral) and not isinstance(vid, bool)
-        video = gt.videos.get(int(vid)) if is_int else None
-        if video is None:
-            raise _result_error(index, r, f"unknown video id {vid!r}: not in the ground truth.")
-        if r["category_id"] not in categories:
-            raise _result_error(
-                index, r, f"unknown category id {r['category_id']!r}; known: {sorted(categories)}."
+    with gc_paused():
+        try:  # columns at C speed; the checks on them are vectorised in _build_prediction_set
+            columns = (
+                list(map(itemgetter("video_id"), results)),
+                list(map(itemgetter("category_id"), results)),
+                list(map(itemgetter("score"), results)),
+                list(map(itemgetter("segmentations"), results)),
             )
-        score = r["score"]
-        if (
-            isinstance(score, bool)
-            or not isinstance(score, numbers.Real)
-            or not math.isfinite(score)
-        ):
-            raise _result_error(index, r, f"score must be a finite number, got {score!r}.")
-        segs = r["segmentations"]
-        if not isinstance(segs, list) or len(segs) != video["length"]:
-            got = len(segs) if isinstance(segs, list) else type(segs).__name__
+            plain = (
+                all(type(v) is int for c in columns[:2] for v in c)
+                and all(type(s) is float or type(s) is int for s in columns[2])
+                and all(type(s) is list for s in columns[3])
+            )
+        except (KeyError, TypeError):
+            plain = False
+        if not plain:
+            columns = _columns_one_by_one(results, gt)  # raises an error that names the result
+        return _build_prediction_set(columns, results, gt, source)
+
+
+def _check_result(index: int, r, gt) -> None:
+    """The checks of one result, one by one, raising the first problem found."""
+    if not isinstance(r, dict):
+        raise ValueError(f"Result #{index} is a {type(r).__name__}, not a dict.")
+    for key in ("video_id", "category_id", "score", "segmentations"):
+        if key not in r:
+            raise _result_error(index, r, f"missing key {key!r}.")
+    vid = r["video_id"]
+    is_int = isinstance(vid, numbers.Integral) and not isinstance(vid, bool)
+    video = gt.videos.get(int(vid)) if is_int else None
+    if video is None:
+        raise _result_error(index, r, f"unknown video id {vid!r}: not in the ground truth.")
+    cat = r["category_id"]
+    if isinstance(cat, bool) or cat not in gt.categories:
+        raise _result_error(index, r, f"unknown category id {cat!r}; known: {gt.category_ids}.")
+    score = r["score"]
+    if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
+        raise _result_error(index, r, f"score must be a finite number, got {score!r}.")
+    segs = r["segmentations"]
+    if not isinstance(segs, list) or len(segs) != video["length"]:
+        got = len(segs) if isinstance(segs, list) else type(segs).__name__
+        raise _result_error(
+            index, r, f"'segmentations' must list one entry per frame "
+            f"({video['length']} frames), got {got}.",
+        )  # fmt: skip
+    hw = [video["height"], video["width"]]
+    for f, s in enumerate(segs):
+        if s is None:
+            continue
+        if not isinstance(s, dict) or "counts" not in s or "size" not in s:
             raise _result_error(
-                index, r, f"'segmentations' must list one entry per frame "
-                f"({video['length']} frames), got {got}.",
+                index, r, f"frame {f}: a segmentation must be an RLE dict with 'size' and "
+                f"'counts', or null; got {s!r:.80}.",
             )  # fmt: skip
-        hw = [video["height"], video["width"]]
-        present = [s for s in segs if s is not None]
-        try:  # fast path: compressed RLE of the right size (the common case)
-            if all(s["size"] == hw and type(s["counts"]) is str for s in present):
-                flat.extend(present)
-                offsets.append(len(flat))
-                video_ids.append(int(vid))
-                category_ids.append(r["category_id"])
-                scores.append(float(score))
-                segmentations.append(segs)
-                continue
-        except (TypeError, KeyError, IndexError):
-            pass  # the careful loop below names the problem
-        present = []
-        for f, s in enumerate(segs):
-            if s is None:
-                continue
-            if not isinstance(s, dict) or "counts" not in s or "size" not in s:
-                raise _result_error(
-                    index, r, f"frame {f}: a segmentation must be an RLE dict with 'size' and "
-                    f"'counts', or null; got {s!r:.80}.",
-                )  # fmt: skip
-            if list(s["size"]) != hw:
-                raise _result_error(
-                    index, r, f"frame {f}: RLE of size {s['size']}, but the video is {hw} (H, W).",
-                )  # fmt: skip
-            if isinstance(s["counts"], list):
-                if segs is r["segmentations"]:
-                    segs = list(segs)  # never modify the caller's results
-                s = mask_util.frPyObjects(s, *hw)
-                segs[f] = s
-                converted += 1
-            elif not isinstance(s["counts"], (str, bytes)):
-                raise _result_error(index, r, f"frame {f}: RLE 'counts' must be a string or list.")
-            present.append(s)
-        flat.extend(present)
-        offsets.append(len(flat))
-        video_ids.append(int(vid))
-        category_ids.append(r["category_id"])
-        scores.append(float(score))
-        segmentations.append(segs)
-    if converted:
-        logger.info("%s: converted %d uncompressed RLE masks to compressed RLE.", source, converted)
-    areas = _bulk_area(flat, results, offsets, source)
-    return PredictionSet(
-        video_ids, category_ids, scores, segmentations, areas, np.asarray(offsets, np.int64)
-    )
+        if not isinstance(s["size"], (list, tuple)) or list(s["size"]) != hw:
+            raise _result_error(
+                index, r, f"frame {f}: RLE of size {s['size']}, but the video is {hw} (H, W).",
+            )  # fmt: skip
+        if not isinstance(s["counts"], (str, bytes, list)):
+            raise _result_error(index, r, f"frame {f}: RLE 'counts' must be a string or list.")
 
 
-def _bulk_area(flat: List[dict], results, offsets, source) -> np.ndarray:
-    if not flat:
+def _columns_one_by_one(results, gt):
+    """Columns of results of mixed types (numpy ints, ...), checking each result on the way."""
+    columns = ([], [], [], [])
+    for index, r in enumerate(results):
+        _check_result(index, r, gt)
+        columns[0].append(int(r["video_id"]))
+        columns[1].append(int(r["category_id"]))
+        columns[2].append(float(r["score"]))
+        columns[3].append(list(r["segmentations"]))
+    return columns
+
+
+def _as_dict(result):
+    if msgspec is not None and isinstance(result, msgspec.Struct):
+        return msgspec.structs.asdict(result)
+    return result
+
+
+def _fail_at(bad: Optional[np.ndarray], results, gt, message: str):
+    """Raise the error of the first flagged result (all are checked if ``bad`` is None)."""
+    indices = range(len(results)) if bad is None else np.flatnonzero(bad).tolist()
+    for index in indices:
+        _check_result(index, _as_dict(results[index]), gt)  # names the problem
+    index = indices[0]
+    raise _result_error(index, _as_dict(results[index]), message)  # one they do not name
+
+
+def _build_prediction_set(columns, results, gt, source: str) -> PredictionSet:
+    """Vectorised checks of result columns against the ground truth, frame areas, the PredictionSet.
+
+    Args:
+        columns: video ids, category ids, scores (Python ints/floats) and segmentation lists, one
+            entry per result; ``results`` are the results they come from (named in errors).
+    """
+    vids, cats, scores, segs = columns
+    n_p = len(vids)
+    if n_p == 0:
+        logger.warning("%s: no predictions; every category with ground truth gets AP 0.", source)
+    try:
+        vid_arr = np.array(vids, dtype=np.int64)
+        cat_arr = np.array(cats, dtype=np.int64)
+    except OverflowError:  # an id beyond int64 cannot be in the ground truth
+        _fail_at(None, results, gt, "id out of range.")
+    score_arr = np.array(scores, dtype=np.float64)
+    gt_vids = np.array(gt.video_ids, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(gt_vids, vid_arr), max(len(gt_vids) - 1, 0))
+    known = gt_vids[pos] == vid_arr if len(gt_vids) else np.zeros(n_p, bool)
+    if not known.all():
+        _fail_at(~known, results, gt, "unknown video id.")
+    if not np.isin(cat_arr, gt.category_ids).all():
+        _fail_at(~np.isin(cat_arr, gt.category_ids), results, gt, "unknown category id.")
+    if not np.isfinite(score_arr).all():
+        _fail_at(~np.isfinite(score_arr), results, gt, "score must be a finite number.")
+    table = np.array(
+        [[gt.videos[v][k] for k in ("length", "height", "width")] for v in gt.video_ids],
+        dtype=np.int64,
+    ).reshape(-1, 3)[
+        pos
+    ]  # (P, 3) length, height, width of each result's video
+    lengths = np.fromiter(map(len, segs), np.int64, n_p)
+    if (lengths != table[:, 0]).any():
+        _fail_at(lengths != table[:, 0], results, gt, "wrong number of frames.")
+    offsets = np.zeros(n_p + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = list(chain.from_iterable(segs))
+    present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
+    rles = list(compress(flat, present))
+    owner = np.repeat(np.arange(n_p), lengths)[present]  # (N,) result of each present frame
+    try:
+        sizes = list(map(itemgetter("size"), rles))
+        size_ok = np.fromiter(map(len, sizes), np.int64, len(rles)) == 2
+        counts_types = set(map(type, map(itemgetter("counts"), rles)))
+    except (KeyError, TypeError):  # an entry that is not a dict, or an RLE without a key
+        size_ok, counts_types = None, None
+    if size_ok is None or not counts_types <= {str, bytes, list}:
+        _fail_at(None, results, gt, "malformed segmentation.")
+    if not size_ok.all():
+        _fail_at(np.isin(np.arange(n_p), owner[~size_ok]), results, gt, "malformed RLE size.")
+    hw = np.fromiter(chain.from_iterable(sizes), np.int64, 2 * len(rles)).reshape(-1, 2)
+    wrong = (hw != table[owner, 1:]).any(axis=1)
+    if wrong.any():
+        _fail_at(np.isin(np.arange(n_p), owner[wrong]), results, gt, "RLE of the wrong size.")
+    if list in counts_types:
+        rles = _compress_uncompressed(rles, segs, offsets, present, source)
+    areas = np.zeros(len(flat), dtype=np.int64)
+    areas[present] = _bulk_area(rles, results, owner)
+    return PredictionSet(vid_arr, cat_arr, score_arr, segs, areas, offsets)
+
+
+def _compress_uncompressed(rles, segs, offsets, present, source):
+    """Replace uncompressed RLE (counts as a list) by compressed RLE, in copies of the lists."""
+    frame_of = np.flatnonzero(present)
+    copied = set()
+    for k, rle in enumerate(rles):
+        if isinstance(rle["counts"], list):
+            i = int(np.searchsorted(offsets, frame_of[k], side="right")) - 1
+            if i not in copied:
+                segs[i] = list(segs[i])  # never modify the caller's results
+                copied.add(i)
+            rles[k] = mask_util.frPyObjects(rle, *rle["size"])
+            segs[i][frame_of[k] - offsets[i]] = rles[k]
+    logger.info("%s: converted %d uncompressed RLE masks to compressed RLE.", source, len(copied))
+    return rles
+
+
+def _bulk_area(rles: List[dict], results, owner: np.ndarray) -> np.ndarray:
+    if not rles:
         return np.zeros(0, dtype=np.int64)
     try:
         return np.concatenate(
             [
-                np.asarray(mask_util.area(flat[i : i + _AREA_CHUNK]), dtype=np.int64)
-                for i in range(0, len(flat), _AREA_CHUNK)
+                np.asarray(mask_util.area(rles[i : i + _AREA_CHUNK]), dtype=np.int64)
+                for i in range(0, len(rles), _AREA_CHUNK)
             ]
         )
     except Exception:  # noqa: BLE001 - locate the malformed RLE to name it in the error
-        for k, seg in enumerate(flat):
+        for k, seg in enumerate(rles):
             try:
                 mask_util.area([seg])
             except Exception as error:  # noqa: BLE001
-                index = int(np.searchsorted(offsets, k, side="right")) - 1
+                index = int(owner[k])
                 raise _result_error(
-                    index, results[index], f"malformed RLE ({error}): {seg!r:.80}"
+                    index, _as_dict(results[index]), f"malformed RLE ({error}): {seg!r:.80}"
                 ) from None
         raise
 

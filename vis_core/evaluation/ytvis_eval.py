@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from .results import PredictionSet
+from .results import PredictionSet, gc_paused, prepare_predictions, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ MAX_DETS = (1, 10, 100)
 # Bounds are inclusive on both sides; YouTube-VIS uses 128^2 / 256^2, not COCO's 32^2 / 96^2.
 AREA_RANGES = ((0.0, 1e5**2), (0.0, 128.0**2), (128.0**2, 256.0**2), (256.0**2, 1e5**2))
 AREA_LABELS = ("all", "small", "medium", "large")
+# One pycocotools.mask.iou call costs about as much as this many bounding-box tests of mask pairs:
+# frames are batched into windows whose extra (cross-frame) pairs cost about one call.
+_PAIRS_PER_CALL = 8000
 
 
 def _mean_nonzero_area(areas) -> float:
@@ -100,9 +103,15 @@ class YTVISGroundTruth:
 
     @classmethod
     def from_json(cls, path: str) -> "YTVISGroundTruth":
-        from .results import read_json
+        with gc_paused():
+            return cls(read_json(path, what="ground truth"), source=path)
 
-        return cls(read_json(path, what="ground truth"), source=path)
+    def require_annotations(self) -> None:
+        """Raise a ValueError naming the file if it has no annotations (nothing to evaluate)."""
+        if not self.has_annotations:
+            raise ValueError(
+                f"{self.source}: the ground truth has no 'annotations'; nothing to evaluate."
+            )
 
     def _index(self, annotations: list):
         cat_set = set(self.category_ids)
@@ -179,6 +188,7 @@ def video_track_ious(
     gt_tracks: Sequence[_GTTrack],
     height: int,
     width: int,
+    det_categories: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Spatio-temporal IoU of every (prediction, ground truth) pair of one video.
 
@@ -188,6 +198,8 @@ def video_track_ious(
         det_rles: D lists of F entries, a compressed RLE of size (height, width) or None.
         det_areas: (D, F) int64 pixel areas, 0 where None.
         gt_tracks: G ground-truth tracks of the video.
+        det_categories: (D,) category ids; if given, only pairs of the same category are computed
+            (the others get IoU 0).
     Returns:
         (D, G) float64 IoUs.
     """
@@ -196,35 +208,87 @@ def video_track_ious(
     if num_d == 0 or num_g == 0:
         return ious
     num_f = det_areas.shape[1]
-    inter = np.zeros((num_d, num_g), dtype=np.int64)
-    det_present = [[i for i in range(num_d) if det_rles[i][f] is not None] for f in range(num_f)]
     # Frames beyond a ground-truth track's own length are not compared (zip to the shorter list).
     gt_len = np.array([min(len(g.rles), num_f) for g in gt_tracks])
+    gt_areas = np.zeros((num_g, num_f), dtype=np.int64)
+    for j, g in enumerate(gt_tracks):
+        gt_areas[j, : gt_len[j]] = g.mask_areas[: gt_len[j]]
     uniform = all(g.sizes_ok for g in gt_tracks)
-    for f in range(num_f):
-        dets = det_present[f]
-        if not dets:
-            continue
-        gts = [j for j in range(num_g) if f < gt_len[j] and gt_tracks[j].rles[f] is not None]
-        if not gts:
-            continue
-        # iscrowd=1 makes pycocotools return |d & g| / |d|, from which the integer intersection is exact.
-        ratio = np.asarray(
-            mask_util.iou(
-                [det_rles[i][f] for i in dets], [gt_tracks[j].rles[f] for j in gts], [1] * len(gts)
-            )
-        ).reshape(len(dets), len(gts))
-        ratio = np.maximum(ratio, 0.0)  # -1 marks pairs of different sizes: they add nothing
-        frame_inter = np.rint(ratio * det_areas[dets, f][:, None]).astype(np.int64)
-        inter[np.ix_(dets, gts)] += frame_inter
+    # Only non-empty masks of the video's size can intersect: the others are left out of the IoU calls.
+    gt_on = gt_areas > 0  # (G, F)
+    if not uniform:
+        for j, g in enumerate(gt_tracks):
+            for f in np.flatnonzero(gt_on[j]).tolist():
+                gt_on[j, f] = list(g.rles[f]["size"]) == [height, width]
+    inter = _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories)
     if uniform:
         det_cum = np.concatenate([np.zeros((num_d, 1), np.int64), np.cumsum(det_areas, 1)], 1)
-        gt_sum = np.array([g.mask_areas[:n].sum() for g, n in zip(gt_tracks, gt_len)])
+        gt_sum = gt_areas.sum(axis=1)
         union = det_cum[:, gt_len] + gt_sum[None, :] - inter  # (D, G)
     else:
         union = _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, width)
     np.divide(inter, union, out=ious, where=union > 0)
     return ious
+
+
+def _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories) -> np.ndarray:
+    """(D, G) int64 sum over frames of |d_f & g_f|, with few pycocotools calls.
+
+    ``pycocotools.mask.iou`` examines every (prediction, ground truth) pair of its two lists, so the
+    frames of a window (and the categories) go into one call: each mask is labelled with the size
+    (H, W + label) where the label tells its frame and category apart. Masks of equal labels are
+    compared exactly as with their true size, since the intersection and the area of two run-length
+    encodings depend on their runs only, and the bounding-box test that pycocotools runs first uses H
+    only; masks of different labels get -1 from pycocotools (different sizes) and add nothing.
+    With iscrowd=1 pycocotools returns |d & g| / |d|, from which the integer intersection is exact.
+    """
+    num_d, num_f = det_areas.shape
+    num_g = len(gt_tracks)
+    inter = np.zeros((num_d, num_g), dtype=np.int64)
+    if det_categories is None:
+        d_cat, g_cat, n_cat = np.zeros(num_d, np.int64), np.zeros(num_g, np.int64), 1
+    else:
+        names, codes = np.unique(
+            np.r_[np.asarray(det_categories), [g.category_id for g in gt_tracks]],
+            return_inverse=True,
+        )
+        d_cat, g_cat, n_cat = codes[:num_d], codes[num_d:], len(names)
+    det_on = det_areas > 0
+    d_i, d_f = np.nonzero(det_on)  # present frames, grouped by prediction
+    g_j, g_f = np.nonzero(gt_on)
+    if len(d_i) == 0 or len(g_j) == 0:
+        return inter
+    d_area = det_areas[d_i, d_f].astype(np.float64)
+    per_frame = max(1.0, len(d_i) / num_f) * max(1.0, len(g_j) / num_f)
+    window = int(max(1, min(num_f, round(np.sqrt(_PAIRS_PER_CALL / per_frame)))))
+    for f0 in range(0, num_f, window):
+        ds = np.flatnonzero((d_f >= f0) & (d_f < f0 + window))
+        gs = np.flatnonzero((g_f >= f0) & (g_f < f0 + window))
+        if len(ds) == 0 or len(gs) == 0:
+            continue
+        d_lab = ((d_f[ds] - f0) * n_cat + d_cat[d_i[ds]]).tolist()
+        g_lab = ((g_f[gs] - f0) * n_cat + g_cat[g_j[gs]]).tolist()
+        dts = [
+            {"size": [h, w + lab], "counts": r["counts"]}
+            for lab, r in zip(
+                d_lab, (det_rles[i][f] for i, f in zip(d_i[ds].tolist(), d_f[ds].tolist()))
+            )
+            for h, w in [r["size"]]
+        ]
+        gts = [
+            {"size": [h, w + lab], "counts": r["counts"]}
+            for lab, r in zip(
+                g_lab, (gt_tracks[j].rles[f] for j, f in zip(g_j[gs].tolist(), g_f[gs].tolist()))
+            )
+            for h, w in [r["size"]]
+        ]
+        ratio = np.asarray(mask_util.iou(dts, gts, [1] * len(gts))).reshape(len(ds), len(gs))
+        pair_inter = np.rint(np.maximum(ratio, 0.0) * d_area[ds, None])  # (m, n) exact integers
+        rows = np.r_[0, np.flatnonzero(np.diff(d_i[ds])) + 1]
+        cols = np.r_[0, np.flatnonzero(np.diff(g_j[gs])) + 1]
+        pair_inter = np.add.reduceat(np.add.reduceat(pair_inter, rows, axis=0), cols, axis=1)
+        inter[d_i[ds][rows][:, None], g_j[gs][cols][None, :]] += pair_inter.astype(np.int64)
+    return inter
 
 
 def _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, width):
@@ -408,7 +472,10 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
         det_idx = order[det_pos]
         det_rles = [preds.segmentations[i] for i in det_idx.tolist()]
         det_areas = preds.frame_areas(det_idx)
-        ious = video_track_ious(det_rles, det_areas, tracks, video["height"], video["width"])
+        ious = video_track_ious(
+            det_rles, det_areas, tracks, video["height"], video["width"],
+            det_categories=preds.category_ids[det_idx],
+        )  # fmt: skip
         row_of = {p: r for r, p in enumerate(det_pos)}
         for k, gt_js in by_cat.items():
             g_tracks = [tracks[j] for j in gt_js]
@@ -496,17 +563,13 @@ def evaluate_results(results, gt, source: str = "results") -> YTVISEvalResult:
         results: list of ``{"video_id", "category_id", "score", "segmentations"}`` dicts.
         gt: a ``YTVISGroundTruth``, a path to a ground-truth JSON, or its loaded dict.
     """
-    from .results import prepare_predictions
-
     if isinstance(gt, str):
         gt = YTVISGroundTruth.from_json(gt)
     elif isinstance(gt, dict):
         gt = YTVISGroundTruth(gt)
-    if not gt.has_annotations:
-        raise ValueError(
-            f"{gt.source}: the ground truth has no 'annotations'; nothing to evaluate."
-        )
-    return evaluate(gt, prepare_predictions(results, gt, source=source))
+    gt.require_annotations()
+    with gc_paused():
+        return evaluate(gt, prepare_predictions(results, gt, source=source))
 
 
 def format_metrics_table(result: YTVISEvalResult) -> str:
