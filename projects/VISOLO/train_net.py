@@ -13,10 +13,10 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from visolo import add_visolo_config, load_visolo_weights  # noqa: E402
+from visolo import add_visolo_config  # noqa: E402
 
 from vis_core.config import add_vis_config  # noqa: E402
-from vis_core.engine import VideoTrainer  # noqa: E402
+from vis_core.engine import VideoTrainer, load_inference_weights  # noqa: E402
 
 
 def setup_cfg(config_file, opts=()):
@@ -41,7 +41,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = VideoTrainer.build_model(cfg)
-        load_visolo_weights(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
+        load_inference_weights(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
         return VideoTrainer.test(cfg, model)
     trainer = VideoTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

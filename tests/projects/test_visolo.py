@@ -13,13 +13,14 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 
 from vis_core.config import add_vis_config
+from vis_core.engine import load_inference_weights
 from vis_core.modeling.matrix_nms import matrix_nms
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VISOLO")
 sys.path.insert(0, ROOT)
 
 import visolo.meta_arch as visolo_meta_arch  # noqa: E402
-from visolo import add_visolo_config, load_visolo_weights  # noqa: E402
+from visolo import add_visolo_config  # noqa: E402
 from visolo.inference import MemoryEntry, MemoryQueue, greedy_link  # noqa: E402
 from visolo.targets import assign_cells  # noqa: E402
 
@@ -352,12 +353,100 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     path = str(tmp_path / "other.pth")
     torch.save({"model": other.state_dict()}, path)
     model = tiny_model()
-    with pytest.raises(ValueError, match="do not fit this VISOLO model"):
-        load_visolo_weights(model, path)
+    with pytest.raises(ValueError, match="do not fit this VISOLO"):
+        load_inference_weights(model, path)
     torch.save({"model": {"some.other.net": torch.zeros(3)}}, path)
-    with pytest.raises(ValueError, match="head parameters missing"):
-        load_visolo_weights(model, path)
+    with pytest.raises(ValueError, match="parameters outside the backbone missing"):
+        load_inference_weights(model, path)
     same = tiny_model(seed=1)
     torch.save({"model": same.state_dict()}, path)
-    load_visolo_weights(model, path)
+    load_inference_weights(model, path)
     assert torch.equal(model.category_post.pred.weight, same.category_post.pred.weight)
+
+
+# ---------------------------------------------------------------- training faults, end to end
+def trainer_cfg(tmp_path, max_iter, name="visolo_tiny_train"):
+    """The tiny VISOLO on a tiny YTVIS set in tmp_path, with a checkpoint every 2 iterations."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from tests.conftest import write_tiny_ytvis
+    from vis_core.data import register_ytvis_instances
+
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+    json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / "data"), num_videos=2)
+    register_ytvis_instances(name, {}, json_path, image_root)
+    one_clip_per_step = [
+        "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0",
+        "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64",
+        "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64",
+        "SOLVER.IMS_PER_BATCH", "1", "SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", "(3,)",
+        "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "2",
+        "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.VISOLO.NUM_CLASSES", "2",
+    ]  # fmt: skip
+    cfg = make_cfg(opts=TINY + one_clip_per_step)
+    return cfg, image_root
+
+
+def test_resume_after_a_kill_continues_iteration_optimizer_and_scheduler(tmp_path):
+    from detectron2.engine import HookBase
+
+    from vis_core.engine import VideoTrainer
+
+    class Kill(HookBase):
+        def after_step(self):
+            if self.trainer.iter == 3:
+                raise KeyboardInterrupt("killed after iteration 3")
+
+    cfg, _ = trainer_cfg(tmp_path, max_iter=6)
+    first = VideoTrainer(cfg)
+    first.register_hooks([Kill()])
+    first.resume_or_load(resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    with open(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")) as f:
+        last = f.read().strip()
+    assert last == "model_0000003.pth"
+    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, last), weights_only=False)
+
+    resumed = VideoTrainer(cfg)  # what `train_net.py --resume` does
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == saved["iteration"] + 1 == 4
+    assert resumed.scheduler.last_epoch == 4
+    for group in resumed.optimizer.param_groups:  # past the step at iteration 3
+        assert group["lr"] == pytest.approx(group["initial_lr"] * cfg.SOLVER.GAMMA)
+    optim_state = resumed.optimizer.state_dict()["state"]
+    assert optim_state, "AdamW moments were not restored"
+    for k, v in saved["trainer"]["_trainer"]["optimizer"]["state"].items():
+        assert torch.equal(optim_state[k]["exp_avg_sq"], v["exp_avg_sq"])
+        assert optim_state[k]["step"] == v["step"] == 4  # iterations 0-3
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, saved["model"][key]), key
+    resumed.train()
+    assert resumed.iter == cfg.SOLVER.MAX_ITER
+    assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+
+
+def test_non_finite_loss_names_the_term_and_the_iteration(tmp_path, monkeypatch):
+    from vis_core.engine import VideoTrainer
+
+    real = visolo_meta_arch.dice_mask_loss
+    monkeypatch.setattr(
+        visolo_meta_arch, "dice_mask_loss", lambda *a, **k: real(*a, **k) * float("nan")
+    )
+    cfg, _ = trainer_cfg(tmp_path, max_iter=4)
+    trainer = VideoTrainer(cfg)
+    with pytest.raises(FloatingPointError, match=r"\['loss_mask'\] became non-finite.*iteration 0"):
+        trainer.train()
+
+
+def test_missing_frame_file_is_named_before_evaluation(tmp_path):
+    from vis_core.engine import VideoTrainer
+
+    cfg, image_root = trainer_cfg(tmp_path, max_iter=1, name="visolo_tiny_missing")
+    cfg.DATASETS.TEST = cfg.DATASETS.TRAIN
+    os.remove(os.path.join(image_root, "video2", "00004.png"))
+    model = build_model(cfg).eval()
+    with pytest.raises(FileNotFoundError, match=r"video 2: .*00004\.png"):
+        VideoTrainer.test(cfg, model)

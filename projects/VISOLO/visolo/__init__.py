@@ -1,8 +1,7 @@
 """VISOLO (Han et al., CVPR 2022): grid-based space-time aggregation for online VIS, on detectron2."""
 
-from .checkpoint import load_visolo_weights
 from .config import add_visolo_config
 from .inference import VISOLOState
 from .meta_arch import VISOLO
 
-__all__ = ["add_visolo_config", "load_visolo_weights", "VISOLO", "VISOLOState"]
+__all__ = ["add_visolo_config", "VISOLO", "VISOLOState"]
