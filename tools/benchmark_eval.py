@@ -13,16 +13,23 @@ Objects are moving ellipses (one vertical run per column, written straight as RL
 are noisy copies of the objects (some with the wrong class, shifted, or cut in time) plus random
 tracks, present in a random sub-range of frames, with empty frames as null.
 
-The evaluation runs in a fresh subprocess exactly as ``python -m vis_core.evaluation`` does (read
-both files, validate, evaluate); its wall time and peak resident memory (ru_maxrss) are printed.
+Each timed run is the command line itself, ``python -m vis_core.evaluation --gt GT --pred RES
+--json-out M`` in a fresh process (interpreter start, imports, reading both files, validation,
+evaluation, printing), repeated ``--repeat`` times: wall time, CPU time (user + system, less
+sensitive than wall time to other jobs on the machine) and peak resident memory (ru_maxrss) of each
+run are printed, with the minimum. ``--compare-cmd`` times another evaluator on the same files the
+same way (for example a local copy of the official API driven by a small script), and prints the
+ratios.
 """
 
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
+from typing import List
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -143,20 +150,37 @@ def generate(case: str, out_dir: str, seed: int):
         json.dump(results, f)
 
 
-_CHILD = """
-import json, resource, sys, time
-t0 = time.perf_counter()
-from vis_core.evaluation.results import load_results
-from vis_core.evaluation.ytvis_eval import YTVISGroundTruth, evaluate_results
-t1 = time.perf_counter()
-gt = YTVISGroundTruth.from_json(sys.argv[1])
-results = load_results(sys.argv[2])
-t2 = time.perf_counter()
-r = evaluate_results(results, gt)
-t3 = time.perf_counter()
-print(json.dumps({"stats": r.stats, "load_s": t2 - t1, "evaluate_s": t3 - t2, "total_s": t3 - t1,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# Runs one command and reports its wall time, CPU time and peak resident memory (a process of its own,
+# so that the peak of one run is not mixed with the peak of another).
+_MEASURE = """
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+wall = time.perf_counter() - t
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": proc.returncode, "wall_s": wall, "cpu_s": use.ru_utime + use.ru_stime,
+                  "peak_rss_mb": use.ru_maxrss / 1024, "stderr_tail": proc.stderr[-2000:]}))
 """
+
+
+def measure(command: List[str]) -> dict:
+    """Wall time, CPU time (user + system) and peak RSS of ``command`` run to its end."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command], check=True, capture_output=True, text=True
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    if report["rc"] != 0:
+        raise RuntimeError(f"{command} failed ({report['rc']}):\n{report['stderr_tail']}")
+    return report
+
+
+def _summary(name: str, runs: List[dict]) -> dict:
+    best = {k: min(r[k] for r in runs) for k in ("wall_s", "cpu_s", "peak_rss_mb")}
+    spread = {k: [round(r[k], 2) for r in runs] for k in ("wall_s", "cpu_s")}
+    print(f"{name}: min wall {best['wall_s']:.2f} s, min CPU {best['cpu_s']:.2f} s, peak RSS "
+          f"{best['peak_rss_mb']:.0f} MB over {len(runs)} runs; all wall {spread['wall_s']}, "
+          f"all CPU {spread['cpu_s']}")  # fmt: skip
+    return best
 
 
 def main(argv=None):
@@ -164,7 +188,12 @@ def main(argv=None):
     parser.add_argument("--case", choices=sorted(CASES), default="ytvis2021")
     parser.add_argument("--out-dir", default=None, help="where the case is cached")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=1, help="timed runs (fresh process each)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs (fresh process each)")
+    parser.add_argument(
+        "--compare-cmd",
+        help="another evaluator to time on the same files, e.g. 'python run_official.py {gt} {pred}'"
+        " ({gt} and {pred} are replaced by the paths)",
+    )
     args = parser.parse_args(argv)
     out_dir = args.out_dir or os.path.join("/tmp", f"vis_bench_{args.case}_{args.seed}")
     gt_path, res_path = os.path.join(out_dir, "gt.json"), os.path.join(out_dir, "results.json")
@@ -175,15 +204,22 @@ def main(argv=None):
     size_mb = os.path.getsize(res_path) / 2**20
     print(f"case {args.case}: results.json {size_mb:.1f} MB, gt.json "
           f"{os.path.getsize(gt_path) / 2**20:.1f} MB")  # fmt: skip
-    for _ in range(args.repeat):
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, gt_path, res_path], check=True, capture_output=True,
-            text=True,
-        )  # fmt: skip
-        report = json.loads(out.stdout.strip().splitlines()[-1])
-        stats = {k: round(v * 100, 3) for k, v in report.pop("stats").items()}
-        print(json.dumps({k: round(v, 3) for k, v in report.items()}))
-        print("metrics (percent):", json.dumps(stats))
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    cli = [sys.executable, "-m", "vis_core.evaluation", "--gt", gt_path, "--pred", res_path,
+           "--json-out", metrics_path]  # fmt: skip
+    print("ours:", " ".join(cli[1:]))
+    ours = _summary("ours", [measure(cli) for _ in range(args.repeat)])
+    with open(metrics_path) as f:
+        metrics = json.load(f)
+    metrics.pop("per_category")
+    print("metrics (percent):", json.dumps({k: round(v, 3) for k, v in metrics.items()}))
+    if args.compare_cmd:
+        other = shlex.split(args.compare_cmd.format(gt=gt_path, pred=res_path))
+        print("compared:", " ".join(other))
+        theirs = _summary("compared", [measure(other) for _ in range(args.repeat)])
+        print(f"ratio (compared / ours): wall {theirs['wall_s'] / ours['wall_s']:.1f}x, "
+              f"CPU {theirs['cpu_s'] / ours['cpu_s']:.1f}x, "
+              f"peak RSS {theirs['peak_rss_mb'] / ours['peak_rss_mb']:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import math
 import numbers
 import os
 import zipfile
-from itertools import chain, compress, repeat
-from operator import is_not, itemgetter
-from typing import Dict, List, Optional, Sequence, Tuple, TypedDict, Union
+from itertools import chain, compress
+from operator import itemgetter
+from typing import Dict, List, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -106,10 +106,13 @@ def load_results(path: str) -> list:
 if msgspec is not None:
 
     class _RLE(TypedDict):
-        """A frame of a result as the typed decoder reads it (a plain dict, as pycocotools wants)."""
+        """A frame of a result as the typed decoder reads it (a plain dict, as pycocotools wants).
+
+        Only compressed RLE fits; a file with uncompressed RLE takes the generic path.
+        """
 
         size: Tuple[int, int]
-        counts: Union[str, List[int]]
+        counts: str
 
     class _Result(msgspec.Struct, gc=False):
         """One result as the typed decoder reads it; other keys of the file are ignored."""
@@ -142,7 +145,7 @@ def load_predictions(path: str, gt, source: Optional[str] = None) -> "Prediction
                     [r.video_id for r in decoded], [r.category_id for r in decoded],
                     [r.score for r in decoded], [r.segmentations for r in decoded],
                 )  # fmt: skip
-                return _build_prediction_set(columns, decoded, gt, source)
+                return _build_prediction_set(columns, decoded, gt, source, typed=True)
         results = _check_results_list(_parse_json(data, path, "results file"), path)
         return prepare_predictions(results, gt, source=source)
 
@@ -299,12 +302,14 @@ def _fail_at(bad: Optional[np.ndarray], results, gt, message: str):
     raise _result_error(index, _as_dict(results[index]), message)  # one they do not name
 
 
-def _build_prediction_set(columns, results, gt, source: str) -> PredictionSet:
+def _build_prediction_set(columns, results, gt, source: str, typed: bool = False) -> PredictionSet:
     """Vectorised checks of result columns against the ground truth, frame areas, the PredictionSet.
 
     Args:
         columns: video ids, category ids, scores (Python ints/floats) and segmentation lists, one
             entry per result; ``results`` are the results they come from (named in errors).
+        typed: the columns come from the typed decoder, which has checked that every frame is null
+            or an RLE dict with a two-int size and string counts.
     """
     vids, cats, scores, segs = columns
     n_p = len(vids)
@@ -337,13 +342,16 @@ def _build_prediction_set(columns, results, gt, source: str) -> PredictionSet:
     offsets = np.zeros(n_p + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = list(chain.from_iterable(segs))
-    present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
+    present = np.array([s is not None for s in flat], dtype=bool)
     rles = list(compress(flat, present))
     owner = np.repeat(np.arange(n_p), lengths)[present]  # (N,) result of each present frame
     try:
         sizes = list(map(itemgetter("size"), rles))
-        size_ok = np.fromiter(map(len, sizes), np.int64, len(rles)) == 2
-        counts_types = set(map(type, map(itemgetter("counts"), rles)))
+        if typed:
+            size_ok, counts_types = np.ones(len(rles), bool), {str}
+        else:
+            size_ok = np.fromiter(map(len, sizes), np.int64, len(rles)) == 2
+            counts_types = set(map(type, map(itemgetter("counts"), rles)))
     except (KeyError, TypeError):  # an entry that is not a dict, or an RLE without a key
         size_ok, counts_types = None, None
     if size_ok is None or not counts_types <= {str, bytes, list}:

@@ -326,6 +326,12 @@ def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray)
     matches = np.full((len(IOU_THRESHOLDS), num_d), -1, dtype=np.int64)
     if num_d == 0 or num_g == 0:
         return matches
+    if num_g == 1:  # the common case, vectorised: the first prediction that reaches a threshold
+        reach = ious[None, :, 0] >= np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]  # (T, D)
+        if not gt_crowd[0]:  # a crowd region takes every prediction that reaches it
+            reach &= np.cumsum(reach, axis=1) == 1
+        matches[reach] = 0
+        return matches
     best_iou = ious.max(axis=1)
     rows = ious.tolist()
     ignore = gt_ignore.tolist()
@@ -453,10 +459,17 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
     dt_fp = np.broadcast_to(~det_oor[:, None, :], (n_a, n_t, n_o)).copy()
     npig = np.zeros((n_k, n_a), dtype=np.int64)
 
-    # Positions (in the kept order) of each (video, category) block.
-    blocks = defaultdict(list)
-    for pos, (v, k) in enumerate(zip(o_vid.tolist(), o_cat.tolist())):
-        blocks[v, k].append(pos)
+    # Positions (in the kept order) of each (video, category) block: [start, end) runs of `order`.
+    block_key = o_vid * n_k + o_cat
+    bounds = np.r_[0, np.flatnonzero(np.diff(block_key)) + 1, n_o] if n_o else np.zeros(1, np.int64)
+    blocks = {
+        key: (start, end)
+        for key, start, end in zip(
+            block_key[bounds[:-1]].tolist(), bounds[:-1].tolist(), bounds[1:].tolist()
+        )
+    }
+    lo = np.array([r[0] for r in AREA_RANGES])[:, None]  # (A, 1)
+    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
 
     for vid in gt.video_ids:
         tracks = gt.tracks.get(vid)
@@ -464,11 +477,15 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
             continue
         v = vid_rank[vid]
         video = gt.videos[vid]
-        by_cat = defaultdict(list)
-        for j, g in enumerate(tracks):
-            by_cat[cat_index[g.category_id]].append(j)
+        g_cat = np.array([cat_index[g.category_id] for g in tracks])
+        g_crowd = np.array([g.iscrowd for g in tracks])
+        g_area = np.array([g.avg_area for g in tracks])
+        g_ids = np.array([g.ann_id for g in tracks])
+        g_ignore = g_crowd[None, :] | (g_area[None, :] < lo) | (g_area[None, :] > hi)  # (A, G)
+        cats = np.unique(g_cat).tolist()
         # One IoU computation per video over the predictions of categories that have ground truth.
-        det_pos = [p for k in by_cat for p in blocks.get((v, k), [])]
+        spans = [blocks.get(v * n_k + k, (0, 0)) for k in cats]
+        det_pos = np.concatenate([np.arange(a, b) for a, b in spans])
         det_idx = order[det_pos]
         det_rles = [preds.segmentations[i] for i in det_idx.tolist()]
         det_areas = preds.frame_areas(det_idx)
@@ -476,20 +493,19 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
             det_rles, det_areas, tracks, video["height"], video["width"],
             det_categories=preds.category_ids[det_idx],
         )  # fmt: skip
-        row_of = {p: r for r, p in enumerate(det_pos)}
-        for k, gt_js in by_cat.items():
-            g_tracks = [tracks[j] for j in gt_js]
-            crowd = np.array([g.iscrowd for g in g_tracks])
-            g_area = np.array([g.avg_area for g in g_tracks])
-            g_ids = np.array([g.ann_id for g in g_tracks])
-            pos = np.array(blocks.get((v, k), []), dtype=np.int64)
-            sub = ious[np.ix_([row_of[p] for p in pos.tolist()], gt_js)]
+        row = 0
+        for k, (start, end) in zip(cats, spans):
+            gt_js = np.flatnonzero(g_cat == k)
+            ignore_k = g_ignore[:, gt_js]  # (A, G_k)
+            npig[k] += (~ignore_k).sum(axis=1)
+            if end == start:
+                continue
+            sub = ious[row : row + end - start][:, gt_js]
+            row += end - start
+            crowd, ids = g_crowd[gt_js], g_ids[gt_js]
             cache = {}
-            for a, (lo, hi) in enumerate(AREA_RANGES):
-                ignore = crowd | (g_area < lo) | (g_area > hi)
-                npig[k, a] += int((~ignore).sum())
-                if len(pos) == 0:
-                    continue
+            for a in range(n_a):
+                ignore = ignore_k[a]
                 key = ignore.tobytes()
                 if key not in cache:
                     gt_order = np.argsort(ignore, kind="mergesort")
@@ -497,12 +513,12 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
                     has = m >= 0
                     m_safe = np.where(has, m, 0)
                     m_ign = has & ignore[gt_order][m_safe]
-                    m_real = has & (g_ids[gt_order][m_safe] != 0)  # id 0 never counts as a match
+                    m_real = has & (ids[gt_order][m_safe] != 0)  # id 0 never counts as a match
                     cache[key] = (m_ign, m_real)
                 m_ign, m_real = cache[key]
-                ign = m_ign | (~m_real & det_oor[a, pos][None, :])
-                dt_tp[a][:, pos] = m_real & ~ign
-                dt_fp[a][:, pos] = ~m_real & ~ign
+                ign = m_ign | (~m_real & det_oor[a, start:end][None, :])
+                dt_tp[a, :, start:end] = m_real & ~ign
+                dt_fp[a, :, start:end] = ~m_real & ~ign
 
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
@@ -513,8 +529,15 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
         for a in range(n_a):
             if npig[k, a] == 0:
                 continue
+            prev = None
             for mi, max_det in enumerate(MAX_DETS):
                 sel = np.flatnonzero(rank[sl] < max_det) + sl.start
+                if prev is not None and len(sel) == len(prev):  # no (video, category) had more
+                    precision[:, :, k, a, mi] = precision[:, :, k, a, mi - 1]
+                    recall[:, k, a, mi] = recall[:, k, a, mi - 1]
+                    scores[:, :, k, a, mi] = scores[:, :, k, a, mi - 1]
+                    continue
+                prev = sel
                 srt = sel[np.argsort(-o_score[sel], kind="mergesort")]
                 _precision_recall(
                     dt_tp[a][:, srt], dt_fp[a][:, srt], o_score[srt], npig[k, a],
@@ -531,29 +554,47 @@ def _precision_recall(tps, fps, sorted_scores, npig, precision_out, recall_out, 
     Args:
         tps, fps: (T, N) bool, predictions in descending score order.
         sorted_scores: (N,)
+        npig: number of ground-truth tracks that count.
         precision_out, scores_out: (T, R) views written in place; recall_out: (T,) view.
     """
-    n = tps.shape[1]
+    n_t, n = tps.shape
     if n == 0:
         recall_out[:] = 0
         precision_out[:] = 0
         scores_out[:] = 0
         return
-    tp_sum = np.cumsum(tps, axis=1).astype(np.float64)
-    fp_sum = np.cumsum(fps, axis=1).astype(np.float64)
+    tp_sum = np.cumsum(tps, axis=1)  # (T, N) int
+    fp_sum = np.cumsum(fps, axis=1)
     rc = tp_sum / npig
     pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
     pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # monotone from the right
     recall_out[:] = rc[:, -1]
-    for t in range(tps.shape[0]):
-        inds = np.searchsorted(rc[t], RECALL_THRESHOLDS, side="left")
-        valid = inds < n
-        q = np.zeros(len(RECALL_THRESHOLDS))
-        ss = np.zeros(len(RECALL_THRESHOLDS))
-        q[valid] = pr[t, inds[valid]]
-        ss[valid] = sorted_scores[inds[valid]]
-        precision_out[t] = q
-        scores_out[t] = ss
+    # searchsorted(rc[t], RECALL_THRESHOLDS, "left") for every t in one call, exactly: rc < r holds
+    # iff tp_sum < k_r, the least integer with k_r / npig >= r (the same float division), and
+    # integer rows offset by t * stride stay sorted as one array.
+    k_r = _least_count_reaching(RECALL_THRESHOLDS, npig)  # (R,)
+    stride = max(n, npig) + 1
+    offsets = np.arange(n_t, dtype=np.int64) * stride
+    inds = (
+        np.searchsorted(
+            (tp_sum + offsets[:, None]).ravel(),
+            (k_r[None, :] + offsets[:, None]).ravel(),
+            side="left",
+        ).reshape(n_t, -1)
+        - (np.arange(n_t) * n)[:, None]
+    )  # (T, R) in [0, N]
+    valid = inds < n
+    safe = np.where(valid, inds, 0)
+    precision_out[:] = np.where(valid, np.take_along_axis(pr, safe, axis=1), 0.0)
+    scores_out[:] = np.where(valid, sorted_scores[safe], 0.0)
+
+
+def _least_count_reaching(thresholds: np.ndarray, npig: int) -> np.ndarray:
+    """(R,) int64: for each threshold r, the least integer k >= 0 with k / npig >= r (float64)."""
+    guess = np.ceil(thresholds * npig).astype(np.int64)
+    cand = np.maximum(guess[:, None] + np.arange(-2, 3)[None, :], 0)  # (R, 5), the error is < 1
+    reach = cand / npig >= thresholds[:, None]
+    return cand[np.arange(len(thresholds)), np.argmax(reach, axis=1)]
 
 
 def evaluate_results(results, gt, source: str = "results") -> YTVISEvalResult:
