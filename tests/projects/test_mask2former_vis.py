@@ -196,7 +196,7 @@ def test_a_few_steps_lower_the_loss():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        totals.append(float(loss))
+        totals.append(loss.item())
     assert totals[-1] < totals[0]
 
 
