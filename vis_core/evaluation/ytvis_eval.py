@@ -189,6 +189,7 @@ def video_track_ious(
     height: int,
     width: int,
     det_categories: Optional[Sequence[int]] = None,
+    min_iou: float = 0.0,
 ) -> np.ndarray:
     """Spatio-temporal IoU of every (prediction, ground truth) pair of one video.
 
@@ -200,6 +201,9 @@ def video_track_ious(
         gt_tracks: G ground-truth tracks of the video.
         det_categories: (D,) category ids; if given, only pairs of the same category are computed
             (the others get IoU 0).
+        min_iou: pairs whose IoU is provably below it (from the areas alone: the intersection of two
+            frames is at most the smaller area) get IoU 0; with the lowest matching threshold this
+            changes no match and spares pycocotools most pairs of very different sizes.
     Returns:
         (D, G) float64 IoUs.
     """
@@ -220,19 +224,37 @@ def video_track_ious(
         for j, g in enumerate(gt_tracks):
             for f in np.flatnonzero(gt_on[j]).tolist():
                 gt_on[j, f] = list(g.rles[f]["size"]) == [height, width]
-    inter = _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories)
+    if det_categories is None:
+        need = np.ones((num_d, num_g), dtype=bool)
+    else:
+        g_cats = np.array([g.category_id for g in gt_tracks])
+        need = np.asarray(det_categories)[:, None] == g_cats[None, :]  # (D, G)
     if uniform:
         det_cum = np.concatenate([np.zeros((num_d, 1), np.int64), np.cumsum(det_areas, 1)], 1)
-        gt_sum = gt_areas.sum(axis=1)
-        union = det_cum[:, gt_len] + gt_sum[None, :] - inter  # (D, G)
+        sums = det_cum[:, gt_len] + gt_areas.sum(axis=1)[None, :]  # (D, G) sum of both areas
+        if min_iou > 0:
+            # IoU = I / (sums - I) grows with I, and I <= sum_f min(|d_f|, |g_f|) (0 beyond gt_len).
+            i_max = np.minimum(det_areas[:, None, :], gt_areas[None, :, :]).sum(axis=2)  # (D, G)
+            need &= i_max >= (min_iou - 1e-9) * (sums - i_max)
+    inter = _intersections(
+        det_rles, det_areas, gt_tracks, gt_on, need, det_categories, height, width
+    )
+    if uniform:
+        union = sums - inter  # (D, G)
     else:
         union = _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, width)
     np.divide(inter, union, out=ious, where=union > 0)
     return ious
 
 
-def _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories) -> np.ndarray:
+def _intersections(
+    det_rles, det_areas, gt_tracks, gt_on, need, det_categories, height, width
+) -> np.ndarray:
     """(D, G) int64 sum over frames of |d_f & g_f|, with few pycocotools calls.
+
+    ``gt_on`` (G, F) marks the ground-truth masks to compare: non-empty and of the video's size
+    (height, width), which every prediction has. ``need`` (D, G) marks the pairs wanted: tracks in
+    no wanted pair are left out (pairs of same-category tracks that are both in are computed too).
 
     ``pycocotools.mask.iou`` examines every (prediction, ground truth) pair of its two lists, so the
     frames of a window (and the categories) go into one call: each mask is labelled with the size
@@ -253,7 +275,10 @@ def _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories) -> np.
             return_inverse=True,
         )
         d_cat, g_cat, n_cat = codes[:num_d], codes[num_d:], len(names)
-    det_on = det_areas > 0
+    # A mask is compared only in a frame where a wanted partner of it has a mask.
+    need_i = need.astype(np.int64)
+    det_on = det_areas > 0  # (D, F)
+    det_on, gt_on = det_on & (need_i @ gt_on > 0), gt_on & (need_i.T @ det_on > 0)
     d_i, d_f = np.nonzero(det_on)  # present frames, grouped by prediction
     g_j, g_f = np.nonzero(gt_on)
     if len(d_i) == 0 or len(g_j) == 0:
@@ -268,20 +293,12 @@ def _intersections(det_rles, det_areas, gt_tracks, gt_on, det_categories) -> np.
             continue
         d_lab = ((d_f[ds] - f0) * n_cat + d_cat[d_i[ds]]).tolist()
         g_lab = ((g_f[gs] - f0) * n_cat + g_cat[g_j[gs]]).tolist()
-        dts = [
-            {"size": [h, w + lab], "counts": r["counts"]}
-            for lab, r in zip(
-                d_lab, (det_rles[i][f] for i, f in zip(d_i[ds].tolist(), d_f[ds].tolist()))
-            )
-            for h, w in [r["size"]]
+        d_counts = [det_rles[i][f]["counts"] for i, f in zip(d_i[ds].tolist(), d_f[ds].tolist())]
+        g_counts = [
+            gt_tracks[j].rles[f]["counts"] for j, f in zip(g_j[gs].tolist(), g_f[gs].tolist())
         ]
-        gts = [
-            {"size": [h, w + lab], "counts": r["counts"]}
-            for lab, r in zip(
-                g_lab, (gt_tracks[j].rles[f] for j, f in zip(g_j[gs].tolist(), g_f[gs].tolist()))
-            )
-            for h, w in [r["size"]]
-        ]
+        dts = [{"size": (height, width + lab), "counts": c} for lab, c in zip(d_lab, d_counts)]
+        gts = [{"size": (height, width + lab), "counts": c} for lab, c in zip(g_lab, g_counts)]
         ratio = np.asarray(mask_util.iou(dts, gts, [1] * len(gts))).reshape(len(ds), len(gs))
         pair_inter = np.rint(np.maximum(ratio, 0.0) * d_area[ds, None])  # (m, n) exact integers
         rows = np.r_[0, np.flatnonzero(np.diff(d_i[ds])) + 1]
@@ -491,7 +508,7 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
         det_areas = preds.frame_areas(det_idx)
         ious = video_track_ious(
             det_rles, det_areas, tracks, video["height"], video["width"],
-            det_categories=preds.category_ids[det_idx],
+            det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
         )  # fmt: skip
         row = 0
         for k, (start, end) in zip(cats, spans):
