@@ -2,6 +2,7 @@
 
 import glob
 import os
+import pickle
 import sys
 
 import numpy as np
@@ -421,31 +422,37 @@ def test_model_names_and_shapes_are_the_official_ones():
     assert all(ours[k] == tuple(v.shape) for k, v in expected.items())
 
 
-def test_official_checkpoint_loads_without_renaming(tmp_path):
+@pytest.mark.parametrize("fmt", ["pth", "pkl"])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_official_checkpoint_loads_without_renaming(tmp_path, fmt, legacy):
+    """Official files: .pkl (the model zoo's, numpy arrays read with detectron2's name-matching
+    heuristics) or .pth; ``legacy``: the first release's ``static_query`` name."""
     cfg = make_cfg(opts=TINY)
     model = build_model(cfg)
     sd = official_state_dict(model, cfg, seed=1)
-    # the first official release named the query features static_query
-    sd["sem_seg_head.predictor.static_query.weight"] = sd.pop(
-        "sem_seg_head.predictor.query_feat.weight"
-    )
-    path = str(tmp_path / "official.pth")
-    torch.save({"model": sd}, path)
-    expected = dict(
-        sd,
-        **{
-            "sem_seg_head.predictor.query_feat.weight": sd[
-                "sem_seg_head.predictor.static_query.weight"
-            ]
-        },
-    )
+    expected = dict(sd)
+    if legacy:
+        sd["sem_seg_head.predictor.static_query.weight"] = sd.pop(
+            "sem_seg_head.predictor.query_feat.weight"
+        )
+    path = str(tmp_path / f"official.{fmt}")
+    if fmt == "pkl":
+        with open(path, "wb") as f:
+            pickle.dump({"model": {k: v.numpy() for k, v in sd.items()}, "__author__": "FAIR"}, f)
+    else:
+        torch.save({"model": sd}, path)
     checkpointer = DetectionCheckpointer(model)
-    incompatible = checkpointer._load_model(torch.load(path))
+    results = []  # what load() found missing or unexpected
+    load_model = checkpointer._load_model
+    checkpointer._load_model = (
+        lambda checkpoint: results.append(load_model(checkpoint)) or results[-1]
+    )
+    checkpointer.load(path)
+    (incompatible,) = results
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
     state = model.state_dict()
     for k, v in expected.items():
-        if k in state:
-            assert torch.equal(state[k], v), k
+        assert torch.equal(state[k], v), k
 
 
 def test_coco_instance_checkpoint_loads_all_but_the_class_head(tmp_path):
