@@ -177,3 +177,29 @@ def test_split_cli_disjoint_by_video(case, tmp_path):
     assert all(a["video_id"] in va_ids for a in va["annotations"])
     assert len(tr["annotations"]) + len(va["annotations"]) == len(gt["annotations"])
     assert split_main(["--json", gt_path, "--fraction", "1.5"]) == 2
+
+
+def test_load_predictions_typed_generic_and_without_msgspec_agree(case, tmp_path, monkeypatch):
+    import vis_core.evaluation.results as results_mod
+    from vis_core.evaluation import YTVISGroundTruth, evaluate, load_predictions
+
+    gt, res, gt_path, res_path = case
+    g = YTVISGroundTruth.from_json(gt_path)
+    typed = evaluate(g, load_predictions(res_path, g)).stats
+    assert typed == evaluate_results(copy.deepcopy(res), gt).stats
+    # An uncompressed RLE does not fit the typed decoder: the generic path takes the file.
+    unc = copy.deepcopy(res)
+    i, f = next((i, f) for i, r in enumerate(unc) for f, s in enumerate(r["segmentations"]) if s)
+    dense = mask_util.decode(unc[i]["segmentations"][f])
+    runs, prev, n = [], 0, 0
+    for v in dense.ravel(order="F"):
+        if v != prev:
+            runs.append(n)
+            prev, n = v, 0
+        n += 1
+    unc[i]["segmentations"][f] = {"size": list(dense.shape), "counts": runs + [n]}
+    p = tmp_path / "unc.json"
+    p.write_text(json.dumps(unc))
+    assert evaluate(g, load_predictions(str(p), g)).stats == typed
+    monkeypatch.setattr(results_mod, "msgspec", None)
+    assert evaluate(g, load_predictions(res_path, g)).stats == typed

@@ -233,3 +233,29 @@ def test_uncompressed_rle_and_polygon_ground_truth_accepted():
         [{"video_id": 1, "category_id": 1, "score": 1.0, "segmentations": [unc]}], gt
     )
     assert res.stats["AP50"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_iou_windows_and_pruning_do_not_change_results(seed, monkeypatch):
+    # One frame per pycocotools call (many windows), and no pruning below 0.5: the same numbers.
+    import vis_core.evaluation.ytvis_eval as ytvis_eval
+
+    gt, res = make_case(2000 + seed, n_videos=3)
+    base = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt))
+    monkeypatch.setattr(ytvis_eval, "_PAIRS_PER_CALL", 1)
+    windows = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt))
+    np.testing.assert_array_equal(windows.precision, base.precision)
+    g = YTVISGroundTruth(copy.deepcopy(gt))
+    preds = prepare_predictions(copy.deepcopy(res), g)
+    for vid, tracks in g.tracks.items():
+        idx = np.flatnonzero(preds.video_ids == vid)
+        v = g.videos[vid]
+        args = ([preds.segmentations[i] for i in idx], preds.frame_areas(idx), tracks,
+                v["height"], v["width"])  # fmt: skip
+        full = video_track_ious(*args)
+        cats = preds.category_ids[idx]
+        pruned = video_track_ious(*args, det_categories=cats, min_iou=0.5)
+        same_cat = cats[:, None] == np.array([t.category_id for t in tracks])[None, :]
+        keep = same_cat & (full >= 0.5)
+        np.testing.assert_array_equal(pruned[keep], full[keep])  # exact where it can match
+        assert (pruned[~same_cat] == 0).all() and (pruned[same_cat] <= full[same_cat]).all()

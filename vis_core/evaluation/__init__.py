@@ -4,12 +4,15 @@ Public API:
     evaluate_results(results, gt): AP/AR of an in-memory list of result dicts (the CLI and
         YTVISEvaluator both go through it, so they agree by construction).
     YTVISEvaluator: the detectron2 DatasetEvaluator.
+    load_predictions(path, gt): read and validate a results.json at speed (typed msgspec decoding).
+    evaluate_hota(gt, preds): optional HOTA tracking metrics through the trackeval package.
     YTVISGroundTruth, YTVISEvalResult, prepare_predictions, video_output_to_results, write_results.
 """
 
 from .results import (
     PredictionSet,
     encode_track_masks,
+    load_predictions,
     load_results,
     prepare_predictions,
     video_output_to_results,
@@ -36,6 +39,10 @@ def __getattr__(name):
         from .evaluator import YTVISEvaluator
 
         return YTVISEvaluator
+    if name == "evaluate_hota":  # trackeval itself is imported only when HOTA is computed
+        from .hota import evaluate_hota
+
+        return evaluate_hota
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -51,8 +58,10 @@ __all__ = [
     "YTVISGroundTruth",
     "encode_track_masks",
     "evaluate",
+    "evaluate_hota",
     "evaluate_results",
     "format_metrics_table",
+    "load_predictions",
     "load_results",
     "prepare_predictions",
     "video_output_to_results",

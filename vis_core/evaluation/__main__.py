@@ -1,10 +1,13 @@
 """Command line: temporal AP/AR of a results.json against a YouTube-VIS ground truth.
 
     python -m vis_core.evaluation --gt GT.json --pred results.json [--json-out metrics.json] [--plots DIR]
+        [--hota [--hota-score-thr S]]
 
 Prints the metrics table and per-category AP; ``--json-out`` writes AP, AP50, AP75, APs, APm, APl,
 AR1, AR10, AR100 (percent, null where undefined) and ``per_category``; ``--plots`` writes
-precision-recall curves and a per-category AP bar chart. Exits with status 2 on bad input.
+precision-recall curves and a per-category AP bar chart; ``--hota`` adds the HOTA tracking metrics
+(computed by the optional ``trackeval`` package) to the table and, under ``"hota"``, to the JSON.
+Exits with status 2 on bad input, 3 if ``--hota`` is asked for without trackeval installed.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import math
 import os
 import sys
 import time
+from typing import Optional
 
 from .results import gc_paused, load_predictions
 from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate, format_metrics_table
@@ -27,20 +31,29 @@ def _finite_or_none(v: float):
     return None if v is None or math.isnan(v) else v
 
 
-def metrics_dict(result: YTVISEvalResult) -> dict:
-    """The metrics as written by ``--json-out``: percent, None where undefined."""
+def metrics_dict(result: YTVISEvalResult, hota: Optional[dict] = None) -> dict:
+    """The metrics as written by ``--json-out``: percent, None where undefined.
+
+    Args:
+        hota: ``evaluate_hota``'s output (fractions), written under ``"hota"`` in percent.
+    """
     m = result.metrics_percent()
     out = {k: _finite_or_none(m[k]) for k in JSON_KEYS}
     out["per_category"] = {k: _finite_or_none(v) for k, v in result.per_category_percent().items()}
+    if hota is not None:
+        out["hota"] = {k: _finite_or_none(100 * v) for k, v in hota.items() if k != "per_category"}
+        out["hota"]["per_category"] = {
+            k: _finite_or_none(100 * v) for k, v in hota["per_category"].items()
+        }
     return out
 
 
-def metrics_to_json(result: YTVISEvalResult, path: str) -> None:
-    """Write ``metrics_dict(result)`` to ``path`` (through a temporary file, so never partially)."""
+def metrics_to_json(result: YTVISEvalResult, path: str, hota: Optional[dict] = None) -> None:
+    """Write ``metrics_dict(result, hota)`` to ``path`` (through a temporary file, never partially)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(metrics_dict(result), f, indent=2)
+        json.dump(metrics_dict(result, hota), f, indent=2)
     os.replace(tmp, path)
 
 
@@ -53,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pred", required=True, help="results.json (list of video results)")
     parser.add_argument("--json-out", help="write the metrics (percent) to this JSON file")
     parser.add_argument("--plots", help="write precision-recall curves and AP bars (PNG) here")
+    parser.add_argument(
+        "--hota", action="store_true", help="also compute HOTA tracking metrics (needs trackeval)"
+    )
+    parser.add_argument(
+        "--hota-score-thr", type=float, default=0.0,
+        help="predictions scored below this are left out of HOTA (default 0: all, as TrackEval)",
+    )  # fmt: skip
     return parser
 
 
@@ -66,13 +86,25 @@ def main(argv=None) -> int:
             gt.require_annotations()
             preds = load_predictions(args.pred, gt)
             result = evaluate(gt, preds)
+            logger.info("Evaluated %d results in %.2f s", len(preds), time.perf_counter() - start)
+            hota = None
+            if args.hota:
+                from .hota import evaluate_hota
+
+                hota = evaluate_hota(gt, preds, score_threshold=args.hota_score_thr)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    logger.info("Evaluated %d results in %.2f s", len(preds), time.perf_counter() - start)
+    except ImportError as error:  # --hota without trackeval
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     print(format_metrics_table(result))
+    if hota is not None:
+        from .hota import format_hota_table
+
+        print(format_hota_table(hota))
     if args.json_out:
-        metrics_to_json(result, args.json_out)
+        metrics_to_json(result, args.json_out, hota)
         print(f"Metrics written to {args.json_out}")
     if args.plots:
         from .plots import save_plots

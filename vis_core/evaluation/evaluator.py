@@ -1,6 +1,5 @@
 """YTVISEvaluator: a detectron2 DatasetEvaluator for video instance segmentation."""
 
-import copy
 import itertools
 import logging
 import os
@@ -11,8 +10,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
-from .results import read_json, video_output_to_results, write_results
-from .ytvis_eval import YTVISGroundTruth, evaluate_results, format_metrics_table
+from .results import (
+    gc_paused,
+    prepare_predictions,
+    read_json,
+    video_output_to_results,
+    write_results,
+)
+from .ytvis_eval import YTVISGroundTruth, evaluate, format_metrics_table
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +32,18 @@ class YTVISEvaluator(DatasetEvaluator):
     ``evaluate`` gathers the results of every process, writes ``results.json`` and ``results.zip``
     (the servers' format) into ``output_dir``, and, where the data set's JSON has annotations, returns
     ``{"segm": {"AP": .., "AP50": .., "AP75": .., "APs": .., "APm": .., "APl": .., "AR1": ..,
-    "AR10": .., "AR100": .., "AP-<category>": ..}}`` in percent.
+    "AR10": .., "AR100": .., "AP-<category>": ..}}`` in percent; with ``hota=True`` also
+    ``"hota": {"HOTA": .., "DetA": .., "AssA": .., ...}`` (percent, computed by ``trackeval``).
     """
 
     def __init__(
-        self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+        self,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        distributed: bool = True,
+        *,
+        hota: bool = False,
+        hota_score_threshold: float = 0.0,
     ):
         """
         Args:
@@ -39,7 +51,16 @@ class YTVISEvaluator(DatasetEvaluator):
                 ``thing_dataset_id_to_contiguous_id`` in its metadata.
             output_dir: where ``results.json``/``results.zip`` go; nothing is written if None.
             distributed: gather results from every process (only the main process evaluates).
+            hota: also compute HOTA tracking metrics (needs the optional ``trackeval`` package,
+                checked here so that a missing package fails before inference, not after).
+            hota_score_threshold: predictions scored below it are left out of HOTA.
         """
+        if hota:
+            from .hota import hota_metric
+
+            hota_metric()  # raises an ImportError that says to pip install trackeval
+        self._hota = hota
+        self._hota_score_threshold = hota_score_threshold
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
@@ -106,15 +127,27 @@ class YTVISEvaluator(DatasetEvaluator):
             )
             return {}
         gt = YTVISGroundTruth(dataset, source=self._json_file)
-        result = evaluate_results(copy.copy(results), gt, source=f"{self._dataset_name} results")
+        with gc_paused():
+            preds = prepare_predictions(results, gt, source=f"{self._dataset_name} results")
+            result = evaluate(gt, preds)
+            hota = None
+            if self._hota:
+                from .hota import evaluate_hota, format_hota_table
+
+                hota = evaluate_hota(gt, preds, score_threshold=self._hota_score_threshold)
         logger.info("Evaluation of %s:\n%s", self._dataset_name, format_metrics_table(result))
+        if hota is not None:
+            logger.info("Evaluation of %s:\n%s", self._dataset_name, format_hota_table(hota))
         if self._output_dir:
             from .__main__ import metrics_to_json
 
-            metrics_to_json(result, os.path.join(self._output_dir, "metrics.json"))
+            metrics_to_json(result, os.path.join(self._output_dir, "metrics.json"), hota)
         segm = OrderedDict(
             (k, v) for k, v in result.metrics_percent().items() if k not in ("ARs", "ARm", "ARl")
         )
         for name, ap in result.per_category_percent().items():
             segm[f"AP-{name}"] = ap
-        return OrderedDict(segm=segm)
+        out = OrderedDict(segm=segm)
+        if hota is not None:
+            out["hota"] = OrderedDict((k, 100 * v) for k, v in hota.items() if k != "per_category")
+        return out
