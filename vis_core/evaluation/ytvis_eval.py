@@ -117,7 +117,8 @@ class YTVISGroundTruth:
         cat_set = set(self.category_ids)
         seen_ids = set()
         skipped = 0
-        computed_areas = 0
+        computed_areas: List[_GTTrack] = []
+        pending = []  # (track, its present masks) waiting for their areas
         for ann in annotations:
             ann_id = ann.get("id")
             where = f"{self.source}: annotation {ann_id}"
@@ -134,27 +135,39 @@ class YTVISGroundTruth:
                 raise ValueError(f"{where} (video {vid}) has no 'segmentations' list.")
             video = self.videos[vid]
             h, w = video["height"], video["width"]
-            rles = [_gt_rle(seg, h, w, where) for seg in ann["segmentations"]]
-            present = [r for r in rles if r is not None]
-            areas = np.zeros(len(rles), dtype=np.int64)
-            if present:
-                idx = [i for i, r in enumerate(rles) if r is not None]
-                areas[idx] = mask_util.area(present)
-            if "areas" in ann and ann["areas"] is not None:
-                avg_area = _mean_nonzero_area(ann["areas"])
+            segs = ann["segmentations"]
+            if all(
+                s is None or (type(s) is dict and type(s.get("counts")) is str and "size" in s)
+                for s in segs
+            ):
+                rles = list(segs)  # compressed RLE or null: nothing to convert
             else:
-                computed_areas += 1
-                avg_area = _mean_nonzero_area(areas.tolist())
+                rles = [_gt_rle(seg, h, w, where) for seg in segs]
+            present = [r for r in rles if r is not None]
             sizes_ok = all(list(r["size"]) == [h, w] for r in present)
             if ann_id == 0:
                 logger.warning(
                     "%s: annotation id 0 in video %s; like the official API, no prediction is ever "
                     "counted as matching it.", self.source, vid,
                 )  # fmt: skip
-            self.tracks[vid].append(
-                _GTTrack(ann_id, ann["category_id"], bool(ann["iscrowd"]), avg_area, rles, areas,
-                         sizes_ok)
-            )  # fmt: skip
+            track = _GTTrack(ann_id, ann["category_id"], bool(ann["iscrowd"]), 0.0, rles,
+                             np.zeros(len(rles), dtype=np.int64), sizes_ok)  # fmt: skip
+            if ann.get("areas") is not None:
+                track.avg_area = _mean_nonzero_area(ann["areas"])
+            else:
+                computed_areas.append(track)
+            pending.append((track, present))
+            self.tracks[vid].append(track)
+        # The per-frame mask areas of every track in one pycocotools call.
+        flat = [r for _, present in pending for r in present]
+        areas = mask_util.area(flat) if flat else np.zeros(0)
+        start = 0
+        for track, present in pending:
+            idx = [i for i, r in enumerate(track.rles) if r is not None]
+            track.mask_areas[idx] = areas[start : start + len(present)]
+            start += len(present)
+        for track in computed_areas:
+            track.avg_area = _mean_nonzero_area(track.mask_areas.tolist())
         if skipped:
             logger.info(
                 "%s: %d annotations of videos or categories not listed in the file are not evaluated.",
@@ -163,7 +176,7 @@ class YTVISGroundTruth:
         if computed_areas:
             logger.warning(
                 "%s: %d annotations have no 'areas'; their track areas were computed from the masks.",
-                self.source, computed_areas,
+                self.source, len(computed_areas),
             )  # fmt: skip
 
 
