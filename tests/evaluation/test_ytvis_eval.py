@@ -259,3 +259,14 @@ def test_iou_windows_and_pruning_do_not_change_results(seed, monkeypatch):
         keep = same_cat & (full >= 0.5)
         np.testing.assert_array_equal(pruned[keep], full[keep])  # exact where it can match
         assert (pruned[~same_cat] == 0).all() and (pruned[same_cat] <= full[same_cat]).all()
+
+
+def test_ground_truth_without_areas_uses_mask_areas(caplog):
+    gt, res = make_case(11, n_videos=3, n_cats=2)
+    base = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt)).stats
+    no_areas = copy.deepcopy(gt)
+    for a in no_areas["annotations"]:
+        del a["areas"]  # the case's areas are the masks' own areas
+    with caplog.at_level(logging.WARNING):
+        assert evaluate_results(copy.deepcopy(res), no_areas).stats == base
+    assert "computed from the masks" in caplog.text
