@@ -450,3 +450,10 @@ def test_missing_frame_file_is_named_before_evaluation(tmp_path):
     model = build_model(cfg).eval()
     with pytest.raises(FileNotFoundError, match=r"video 2: .*00004\.png"):
         VideoTrainer.test(cfg, model)
+
+
+def test_benchmark_memory_plays_the_video_forwards_and_backwards():
+    import benchmark_memory
+
+    assert benchmark_memory._ping_pong(3, 9) == [0, 1, 2, 1, 0, 1, 2, 1, 0]
+    assert benchmark_memory._ping_pong(1, 3) == [0, 0, 0]
