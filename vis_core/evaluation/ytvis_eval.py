@@ -314,8 +314,8 @@ def _intersections(
         gts = [{"size": (height, width + lab), "counts": c} for lab, c in zip(g_lab, g_counts)]
         ratio = np.asarray(mask_util.iou(dts, gts, [1] * len(gts))).reshape(len(ds), len(gs))
         pair_inter = np.rint(np.maximum(ratio, 0.0) * d_area[ds, None])  # (m, n) exact integers
-        rows = np.r_[0, np.flatnonzero(np.diff(d_i[ds])) + 1]
-        cols = np.r_[0, np.flatnonzero(np.diff(g_j[gs])) + 1]
+        rows = np.flatnonzero(np.diff(d_i[ds], prepend=-1))  # first entry of each track
+        cols = np.flatnonzero(np.diff(g_j[gs], prepend=-1))
         pair_inter = np.add.reduceat(np.add.reduceat(pair_inter, rows, axis=0), cols, axis=1)
         inter[d_i[ds][rows][:, None], g_j[gs][cols][None, :]] += pair_inter.astype(np.int64)
     return inter
@@ -533,22 +533,26 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
             sub = ious[row : row + end - start][:, gt_js]
             row += end - start
             crowd, ids = g_crowd[gt_js], g_ids[gt_js]
-            cache = {}
-            for a in range(n_a):
-                ignore = ignore_k[a]
-                key = ignore.tobytes()
-                if key not in cache:
-                    gt_order = np.argsort(ignore, kind="mergesort")
-                    m = _greedy_match(sub[:, gt_order], ignore[gt_order], crowd[gt_order])
-                    has = m >= 0
-                    m_safe = np.where(has, m, 0)
-                    m_ign = has & ignore[gt_order][m_safe]
-                    m_real = has & (ids[gt_order][m_safe] != 0)  # id 0 never counts as a match
-                    cache[key] = (m_ign, m_real)
-                m_ign, m_real = cache[key]
-                ign = m_ign | (~m_real & det_oor[a, start:end][None, :])
-                dt_tp[a, :, start:end] = m_real & ~ign
-                dt_fp[a, :, start:end] = ~m_real & ~ign
+            if len(gt_js) == 1:  # one ground truth: its matching does not depend on the range
+                has = _greedy_match(sub, ignore_k[0], crowd) >= 0  # (T, D)
+                m_ign = has[None] & ignore_k[:, :1, None]  # (A, T, D)
+                m_real = (has & (ids[0] != 0))[None]  # id 0 never counts as a match
+            else:
+                cache = {}
+                for ignore in ignore_k:
+                    key = ignore.tobytes()
+                    if key not in cache:
+                        gt_order = np.argsort(ignore, kind="mergesort")
+                        m = _greedy_match(sub[:, gt_order], ignore[gt_order], crowd[gt_order])
+                        has = m >= 0
+                        m_safe = np.where(has, m, 0)
+                        m_ign = has & ignore[gt_order][m_safe]
+                        m_real = has & (ids[gt_order][m_safe] != 0)
+                        cache[key] = (m_ign, m_real)
+                m_ign, m_real = (np.stack(x) for x in zip(*(cache[i.tobytes()] for i in ignore_k)))
+            ign = m_ign | (~m_real & det_oor[:, None, start:end])  # (A, T, D)
+            dt_tp[:, :, start:end] = m_real & ~ign
+            dt_fp[:, :, start:end] = ~m_real & ~ign
 
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
