@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark of vis_core.evaluation on synthetic cases shaped like YouTube-VIS 2021 valid and OVIS valid.
 
-    python tools/benchmark_eval.py --case ytvis2021 [--out-dir /tmp/vis_bench] [--seed 0]
-    python tools/benchmark_eval.py --case ovis
+    python tools/benchmark_eval.py --case ytvis2021 [--out-dir /tmp/vis_bench] [--seed 0] [--repeat 3]
+    python tools/benchmark_eval.py --case ovis --compare-cmd "python my_official_run.py {gt} {pred}"
 
 Generates (once, cached in --out-dir) a ground-truth JSON and a results.json:
   ytvis2021: 421 videos of 10-36 frames at 360x640 (a tenth at 720x1280), 1-5 objects per video in
