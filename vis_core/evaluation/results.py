@@ -330,12 +330,11 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
         _fail_at(~np.isin(cat_arr, gt.category_ids), results, gt, "unknown category id.")
     if not np.isfinite(score_arr).all():
         _fail_at(~np.isfinite(score_arr), results, gt, "score must be a finite number.")
-    table = np.array(
+    video_table = np.array(
         [[gt.videos[v][k] for k in ("length", "height", "width")] for v in gt.video_ids],
         dtype=np.int64,
-    ).reshape(-1, 3)[
-        pos
-    ]  # (P, 3) length, height, width of each result's video
+    ).reshape(-1, 3)
+    table = video_table[pos]  # (P, 3) length, height, width of each result's video
     lengths = np.fromiter(map(len, segs), np.int64, n_p)
     if (lengths != table[:, 0]).any():
         _fail_at(lengths != table[:, 0], results, gt, "wrong number of frames.")
@@ -358,7 +357,10 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
         _fail_at(None, results, gt, "malformed segmentation.")
     if not size_ok.all():
         _fail_at(np.isin(np.arange(n_p), owner[~size_ok]), results, gt, "malformed RLE size.")
-    hw = np.fromiter(chain.from_iterable(sizes), np.int64, 2 * len(rles)).reshape(-1, 2)
+    try:
+        hw = np.fromiter(chain.from_iterable(sizes), np.int64, 2 * len(rles)).reshape(-1, 2)
+    except (TypeError, ValueError):  # a size that is not two integers
+        _fail_at(None, results, gt, "malformed RLE size.")
     wrong = (hw != table[owner, 1:]).any(axis=1)
     if wrong.any():
         _fail_at(np.isin(np.arange(n_p), owner[wrong]), results, gt, "RLE of the wrong size.")
