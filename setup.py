@@ -123,6 +123,7 @@ setup(
         "fvcore>=0.1.5",
         "pycocotools>=2.0.2",
         "orjson",  # fast JSON parsing of results.json in vis_core.evaluation (optional at run time)
+        "msgspec>=0.18",  # typed, validating parse of results.json (optional at run time)
         "opencv-python-headless<4.12",
         "scipy>=1.7",
         "tqdm",

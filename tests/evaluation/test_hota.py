@@ -127,7 +127,7 @@ def test_missing_trackeval_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "trackeval", None)  # makes `import trackeval` fail
     monkeypatch.setitem(sys.modules, "trackeval.metrics", None)
     gt = YTVISGroundTruth(gt_json())
-    with pytest.raises(ImportError, match="pip install trackeval"):
+    with pytest.raises(ImportError, match="pip install --no-deps .trackeval==1.0.0."):
         evaluate_hota(gt, prepare_predictions([result(1, OBJ_A)], gt))
     gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
     gt_path.write_text(json.dumps(gt_json()))
@@ -137,5 +137,5 @@ def test_missing_trackeval_says_how_to_install(tmp_path, capsys, monkeypatch):
         ["--gt", str(gt_path), "--pred", str(res_path), "--hota", "--json-out", str(out)]
     )
     assert code == 3
-    assert "pip install trackeval" in capsys.readouterr().err
+    assert "pip install --no-deps 'trackeval==1.0.0'" in capsys.readouterr().err
     assert not out.exists()

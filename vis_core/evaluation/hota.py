@@ -12,7 +12,7 @@ and predictions out the way TrackEval's YouTube-VIS reader does:
 - the headline values are TrackEval's class average over the categories with at least one ground
   truth or predicted mask, each the mean over TrackEval's 19 localisation thresholds (0.05..0.95).
 
-``trackeval`` is optional: ``pip install trackeval`` (see ``REQUIREMENT``). HOTA is much slower than
+``trackeval`` is optional: ``pip install --no-deps trackeval==1.0.0`` (see ``REQUIREMENT``). HOTA is much slower than
 the mAP: TrackEval solves an assignment per frame and localisation threshold in Python (about 20 s of
 CPU on a YouTube-VIS-2021-sized case with 100 predictions per video; ``score_threshold`` cuts it).
 """
@@ -40,8 +40,9 @@ def hota_metric():
     except ImportError as error:
         raise ImportError(
             f"HOTA metrics need the trackeval package, which is not installed ({error}). "
-            f"Install it with: pip install trackeval  (the version that fits numpy<2: "
-            f"pip install '{REQUIREMENT}')"
+            f"Install it with: pip install --no-deps '{REQUIREMENT}'  (the release that allows "
+            "numpy<2; its HOTA needs only numpy and scipy, which vis_core already has, while its "
+            "declared dependencies would add a second OpenCV)"
         ) from None
     return HOTA({"PRINT_CONFIG": False})
 
