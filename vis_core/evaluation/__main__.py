@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Optional
 
+from .forked import default_workers
 from .results import gc_paused, load_predictions
 from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate, format_metrics_table
 
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gt", required=True, help="ground-truth JSON (YouTube-VIS format)")
     parser.add_argument("--pred", required=True, help="results.json (list of video results)")
     parser.add_argument("--json-out", help="write the metrics (percent) to this JSON file")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(),
+        help="processes for mask areas and IoUs (default: the CPUs available, at most 2; "
+        "1: no forked worker)",
+    )  # fmt: skip
     parser.add_argument("--plots", help="write precision-recall curves and AP bars (PNG) here")
     parser.add_argument(
         "--hota", action="store_true", help="also compute HOTA tracking metrics (needs trackeval)"
@@ -86,7 +92,7 @@ def main(argv=None) -> int:
             gt = YTVISGroundTruth.from_json(args.gt)
             gt.require_annotations()
             preds = load_predictions(args.pred, gt)
-            result = evaluate(gt, preds)
+            result = evaluate(gt, preds, workers=args.workers)
             logger.info("Evaluated %d results in %.2f s", len(preds), time.perf_counter() - start)
             hota = None
             if args.hota:

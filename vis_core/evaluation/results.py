@@ -153,6 +153,9 @@ def load_predictions(path: str, gt, source: Optional[str] = None) -> "Prediction
 class PredictionSet:
     """Predictions validated against a ground truth, with the per-frame mask areas computed once.
 
+    The areas are computed on first use (``avg_areas``, ``frame_areas``), or handed in part by part
+    by ``evaluate`` when it computes them in several processes (``area_parts``, ``set_area_part``).
+
     Attributes:
         video_ids, category_ids: (P,) int64.
         scores: (P,) float64.
@@ -160,36 +163,91 @@ class PredictionSet:
         avg_areas: (P,) float64 mean area over frames whose mask is present and non-empty.
     """
 
-    def __init__(self, video_ids, category_ids, scores, segmentations, frame_areas, frame_offsets):
+    def __init__(
+        self, video_ids, category_ids, scores, segmentations, frame_areas, frame_offsets,
+        pending=None,
+    ):  # fmt: skip
         """
         Args:
             frame_areas: (sum of F,) int64 area of every frame, prediction after prediction, 0 where
-                the frame is null.
+                the frame is null; None to compute them from the masks when first needed.
             frame_offsets: (P+1,) start of each prediction in ``frame_areas``.
+            pending: with ``frame_areas`` None, ``(rles, present, owner, results)``: the present
+                masks in order, (sum of F,) bool marking their frames, (N,) the prediction of each,
+                and the results they come from (named in the error of a malformed RLE).
         """
         self.video_ids = np.asarray(video_ids, dtype=np.int64)
         self.category_ids = np.asarray(category_ids, dtype=np.int64)
         self.scores = np.asarray(scores, dtype=np.float64)
         self.segmentations = segmentations
-        self._areas = frame_areas
         self._offsets = frame_offsets
-        counts = np.diff(frame_offsets)
-        nonzero = frame_areas > 0
-        owner = np.repeat(np.arange(len(counts)), counts)[nonzero]
-        sums = np.bincount(owner, weights=frame_areas[nonzero], minlength=len(counts))
-        n_nonzero = np.bincount(owner, minlength=len(counts))
-        self.avg_areas = np.divide(
-            sums, n_nonzero, out=np.zeros(len(counts)), where=n_nonzero > 0
-        )  # sums of integers are exact, so this equals numpy's mean of the non-zero areas
+        self._areas = frame_areas
+        self._avg_areas = None
+        self._done = None  # (P,) bool, predictions whose areas are known; None: all are
+        if frame_areas is None:
+            self._rles, present, self._owner, self._results = pending
+            self._present_at = np.flatnonzero(present)  # (N,) flat frame of each present mask
+            self._areas = np.zeros(int(frame_offsets[-1]), dtype=np.int64)
+            self._done = np.zeros(len(self.scores), dtype=bool)
 
     def __len__(self):
         return len(self.scores)
+
+    def area_parts(self, selected: np.ndarray) -> np.ndarray:
+        """Pixel areas of the present masks of the selected predictions, computed now.
+
+        Args:
+            selected: (P,) bool.
+        Returns:
+            (N_sel,) int64 areas, in the order ``set_area_part(selected, ...)`` takes them.
+        """
+        ks = np.flatnonzero(selected[self._owner]).tolist()
+        rles = self._rles
+        return _bulk_area([rles[k] for k in ks], self._results, self._owner[ks])
+
+    def set_area_part(self, selected: np.ndarray, areas: np.ndarray) -> None:
+        """Store ``area_parts(selected)`` (computed here or in another process)."""
+        self._areas[self._present_at[selected[self._owner]]] = areas
+        self._done |= selected
+        self._avg_areas = None
+        if self._done.all():  # the masks' references are no longer needed
+            self._done = self._rles = self._owner = self._results = self._present_at = None
+
+    def has_pending_areas(self) -> bool:
+        """Whether some areas are still to be computed."""
+        return self._done is not None
+
+    def _ensure_areas(self, indices: Optional[np.ndarray] = None) -> None:
+        """Compute the missing areas (of the given predictions, or of all)."""
+        if self._done is None:
+            return
+        todo = ~self._done
+        if indices is not None:
+            todo = np.zeros_like(todo)
+            todo[indices[~self._done[indices]]] = True
+        if todo.any():
+            self.set_area_part(todo, self.area_parts(todo))
+
+    @property
+    def avg_areas(self) -> np.ndarray:
+        if self._avg_areas is None:
+            self._ensure_areas()
+            counts = np.diff(self._offsets)
+            nonzero = self._areas > 0
+            owner = np.repeat(np.arange(len(counts)), counts)[nonzero]
+            sums = np.bincount(owner, weights=self._areas[nonzero], minlength=len(counts))
+            n_nonzero = np.bincount(owner, minlength=len(counts))
+            self._avg_areas = np.divide(
+                sums, n_nonzero, out=np.zeros(len(counts)), where=n_nonzero > 0
+            )  # sums of integers are exact, so this equals numpy's mean of the non-zero areas
+        return self._avg_areas
 
     def frame_areas(self, indices: np.ndarray) -> np.ndarray:
         """(len(indices), F) int64 per-frame areas of the given predictions (one video), 0 where absent."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) == 0:
             return np.zeros((0, 0), dtype=np.int64)
+        self._ensure_areas(indices)
         starts = self._offsets[indices]
         num_f = int(self._offsets[indices[0] + 1] - starts[0])
         return self._areas[starts[:, None] + np.arange(num_f)[None, :]]  # (D, F)
@@ -366,9 +424,10 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
         _fail_at(np.isin(np.arange(n_p), owner[wrong]), results, gt, "RLE of the wrong size.")
     if list in counts_types:
         rles = _compress_uncompressed(rles, segs, offsets, present, source)
-    areas = np.zeros(len(flat), dtype=np.int64)
-    areas[present] = _bulk_area(rles, results, owner)
-    return PredictionSet(vid_arr, cat_arr, score_arr, segs, areas, offsets)
+    # The mask areas (the slowest part) are computed when first needed, in parallel by `evaluate`.
+    return PredictionSet(
+        vid_arr, cat_arr, score_arr, segs, None, offsets, (rles, present, owner, results)
+    )
 
 
 def _compress_uncompressed(rles, segs, offsets, present, source):

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
+from .forked import can_fork, run_forked
 from .results import PredictionSet, gc_paused, prepare_predictions, read_json
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ AREA_LABELS = ("all", "small", "medium", "large")
 # One pycocotools.mask.iou call costs about as much as this many bounding-box tests of mask pairs:
 # frames are batched into windows whose extra (cross-frame) pairs cost about one call.
 _PAIRS_PER_CALL = 8000
+# Below this many prediction frames, a forked worker costs more than it saves.
+_MIN_FRAMES_TO_FORK = 20000
 
 
 def _mean_nonzero_area(areas) -> float:
@@ -343,6 +346,57 @@ def _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, wi
     return union - inter
 
 
+def _areas_and_ious(gt, preds, jobs, pred_video_rank, workers: int) -> Dict[int, np.ndarray]:
+    """Mask areas of every prediction and the IoU matrix of every video with ground truth.
+
+    Args:
+        jobs: video id -> (categories, spans, (D,) prediction indices) of ``evaluate``.
+        pred_video_rank: (P,) rank of each prediction's video in ``gt.video_ids``.
+        workers: with 2 or more (and fork available, and enough masks to be worth a process), a
+            forked child computes about half of the videos, balanced by frames.
+    Returns:
+        video id -> (D, G) IoUs; the areas are stored in ``preds``.
+    """
+    n_v = len(gt.video_ids)
+    frames = np.bincount(pred_video_rank, weights=np.diff(preds._offsets), minlength=n_v)
+    share = np.zeros(n_v, dtype=bool)  # videos of the child
+    if workers > 1 and can_fork() and frames.sum() >= _MIN_FRAMES_TO_FORK:
+        loads = [0.0, 0.0]
+        for v in np.argsort(-frames, kind="stable").tolist():
+            side = int(loads[1] < loads[0])
+            share[v] = side == 1
+            loads[side] += frames[v]
+    vid_rank = {vid: i for i, vid in enumerate(gt.video_ids)}
+
+    def part(child: bool):
+        selected = share[pred_video_rank] == child  # (P,) predictions of this part's videos
+        areas = preds.area_parts(selected) if preds.has_pending_areas() else None
+        if areas is not None:
+            preds.set_area_part(selected, areas)
+        ious = {}
+        for vid, (_, _, det_idx) in jobs.items():
+            if share[vid_rank[vid]] == child:
+                video = gt.videos[vid]
+                ious[vid] = video_track_ious(
+                    [preds.segmentations[i] for i in det_idx.tolist()], preds.frame_areas(det_idx),
+                    gt.tracks[vid], video["height"], video["width"],
+                    det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
+                )  # fmt: skip
+        return selected, areas, ious
+
+    if not share.any():
+        return part(False)[2]
+    child_ok, from_child, (_, _, ious) = run_forked(lambda: part(True), lambda: part(False))
+    if not child_ok:
+        ious.update(part(True)[2])  # raises the error the child met, if it had one
+        return ious
+    sel_c, areas_c, ious_c = from_child
+    if areas_c is not None:
+        preds.set_area_part(sel_c, areas_c)
+    ious.update(ious_c)
+    return ious
+
+
 def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
     """Greedy matching of one (video, category, area range) at every IoU threshold.
 
@@ -448,12 +502,16 @@ def _summarize(result: YTVISEvalResult):
     result.per_category = per_cat
 
 
-def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
+def evaluate(gt: YTVISGroundTruth, preds: PredictionSet, workers: int = 1) -> YTVISEvalResult:
     """Temporal AP/AR of validated predictions against a ground truth, as the official API.
 
     Args:
         gt: the ground truth.
         preds: predictions validated against ``gt`` (``results.prepare_predictions``).
+        workers: processes that compute mask areas and IoUs (the slowest part), videos shared out
+            between them; above 1, a forked child takes part of the videos (POSIX only; serial
+            where fork is unavailable or the input is small). The numbers do not depend on it.
+            Do not fork a process whose other threads may hold locks (a CUDA context, for example).
     """
     n_t, n_r, n_a, n_m = (
         len(IOU_THRESHOLDS),
@@ -479,15 +537,7 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
     order, rank = order[keep], rank[keep]
     o_cat, o_vid = cat_k[order], vid_r[order]
     o_score = preds.scores[order]
-    o_area = preds.avg_areas[order]
     n_o = len(order)
-
-    # Out-of-range flags of predictions per area range: (A, n_o).
-    det_oor = np.stack([(o_area < lo) | (o_area > hi) for lo, hi in AREA_RANGES])
-    # Defaults for predictions that match nothing: false positive unless out of range.
-    dt_tp = np.zeros((n_a, n_t, n_o), dtype=bool)
-    dt_fp = np.broadcast_to(~det_oor[:, None, :], (n_a, n_t, n_o)).copy()
-    npig = np.zeros((n_k, n_a), dtype=np.int64)
 
     # Positions (in the kept order) of each (video, category) block: [start, end) runs of `order`.
     block_key = o_vid * n_k + o_cat
@@ -501,28 +551,33 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet) -> YTVISEvalResult:
     lo = np.array([r[0] for r in AREA_RANGES])[:, None]  # (A, 1)
     hi = np.array([r[1] for r in AREA_RANGES])[:, None]
 
+    # The predictions of each video compared with its ground truth: those of categories it has.
+    jobs = OrderedDict()
     for vid in gt.video_ids:
         tracks = gt.tracks.get(vid)
-        if not tracks:
-            continue
-        v = vid_rank[vid]
-        video = gt.videos[vid]
+        if tracks:
+            v = vid_rank[vid]
+            cats = np.unique([cat_index[g.category_id] for g in tracks]).tolist()
+            spans = [blocks.get(v * n_k + k, (0, 0)) for k in cats]
+            jobs[vid] = (cats, spans, order[np.concatenate([np.arange(a, b) for a, b in spans])])
+    video_ious = _areas_and_ious(gt, preds, jobs, vid_r, workers)
+
+    o_area = preds.avg_areas[order]
+    # Out-of-range flags of predictions per area range: (A, n_o).
+    det_oor = np.stack([(o_area < lo) | (o_area > hi) for lo, hi in AREA_RANGES])
+    # Defaults for predictions that match nothing: false positive unless out of range.
+    dt_tp = np.zeros((n_a, n_t, n_o), dtype=bool)
+    dt_fp = np.broadcast_to(~det_oor[:, None, :], (n_a, n_t, n_o)).copy()
+    npig = np.zeros((n_k, n_a), dtype=np.int64)
+
+    for vid, (cats, spans, _) in jobs.items():
+        tracks = gt.tracks[vid]
         g_cat = np.array([cat_index[g.category_id] for g in tracks])
         g_crowd = np.array([g.iscrowd for g in tracks])
         g_area = np.array([g.avg_area for g in tracks])
         g_ids = np.array([g.ann_id for g in tracks])
         g_ignore = g_crowd[None, :] | (g_area[None, :] < lo) | (g_area[None, :] > hi)  # (A, G)
-        cats = np.unique(g_cat).tolist()
-        # One IoU computation per video over the predictions of categories that have ground truth.
-        spans = [blocks.get(v * n_k + k, (0, 0)) for k in cats]
-        det_pos = np.concatenate([np.arange(a, b) for a, b in spans])
-        det_idx = order[det_pos]
-        det_rles = [preds.segmentations[i] for i in det_idx.tolist()]
-        det_areas = preds.frame_areas(det_idx)
-        ious = video_track_ious(
-            det_rles, det_areas, tracks, video["height"], video["width"],
-            det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
-        )  # fmt: skip
+        ious = video_ious[vid]
         row = 0
         for k, (start, end) in zip(cats, spans):
             gt_js = np.flatnonzero(g_cat == k)
@@ -631,12 +686,13 @@ def _least_count_reaching(thresholds: np.ndarray, npig: int) -> np.ndarray:
     return cand[np.arange(len(thresholds)), np.argmax(reach, axis=1)]
 
 
-def evaluate_results(results, gt, source: str = "results") -> YTVISEvalResult:
+def evaluate_results(results, gt, source: str = "results", workers: int = 1) -> YTVISEvalResult:
     """Evaluate an in-memory list of result dicts against a ground truth.
 
     Args:
         results: list of ``{"video_id", "category_id", "score", "segmentations"}`` dicts.
         gt: a ``YTVISGroundTruth``, a path to a ground-truth JSON, or its loaded dict.
+        workers: as in ``evaluate``.
     """
     if isinstance(gt, str):
         gt = YTVISGroundTruth.from_json(gt)
@@ -644,7 +700,7 @@ def evaluate_results(results, gt, source: str = "results") -> YTVISEvalResult:
         gt = YTVISGroundTruth(gt)
     gt.require_annotations()
     with gc_paused():
-        return evaluate(gt, prepare_predictions(results, gt, source=source))
+        return evaluate(gt, prepare_predictions(results, gt, source=source), workers=workers)
 
 
 def format_metrics_table(result: YTVISEvalResult) -> str:

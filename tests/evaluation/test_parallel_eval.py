@@ -1,0 +1,60 @@
+"""Mask areas and IoUs shared with a forked worker: the same numbers as in one process."""
+
+import copy
+
+import numpy as np
+import pytest
+from ytvis_eval_cases import make_case
+
+import vis_core.evaluation.ytvis_eval as ytvis_eval
+from vis_core.evaluation import YTVISGroundTruth, evaluate, evaluate_results, prepare_predictions
+from vis_core.evaluation.forked import can_fork, run_forked
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="needs os.fork")
+
+
+def _assert_same(a, b):
+    for name in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.stats == b.stats and a.per_category == b.per_category
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_forked_worker_gives_the_serial_numbers(seed, monkeypatch):
+    gt, res = make_case(3000 + seed, n_videos=int(np.random.default_rng(seed).integers(2, 7)))
+    serial = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt), workers=1)
+    monkeypatch.setattr(ytvis_eval, "_MIN_FRAMES_TO_FORK", 0)  # fork even for tiny cases
+    forked = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt), workers=2)
+    _assert_same(serial, forked)
+
+
+def test_areas_of_both_parts_are_kept(monkeypatch):
+    gt_json, res = make_case(7, n_videos=5)
+    gt = YTVISGroundTruth(gt_json)
+    expected = prepare_predictions(copy.deepcopy(res), gt).avg_areas
+    monkeypatch.setattr(ytvis_eval, "_MIN_FRAMES_TO_FORK", 0)
+    preds = prepare_predictions(copy.deepcopy(res), gt)
+    evaluate(gt, preds, workers=2)
+    assert not preds.has_pending_areas()
+    np.testing.assert_array_equal(preds.avg_areas, expected)
+
+
+def test_failed_worker_part_is_computed_in_the_parent(monkeypatch):
+    gt, res = make_case(21, n_videos=5)
+    serial = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt), workers=1)
+
+    def child_dies(child, parent):
+        def crash():
+            raise RuntimeError("worker lost")
+
+        return run_forked(crash, parent)
+
+    monkeypatch.setattr(ytvis_eval, "_MIN_FRAMES_TO_FORK", 0)
+    monkeypatch.setattr(ytvis_eval, "run_forked", child_dies)
+    _assert_same(serial, evaluate_results(copy.deepcopy(res), copy.deepcopy(gt), workers=2))
+
+
+def test_run_forked_returns_both_values():
+    assert run_forked(lambda: np.arange(3), lambda: "parent")[0] is True
+    ok, child, parent = run_forked(lambda: {"a": np.ones(2)}, lambda: 5)
+    assert ok and parent == 5 and child["a"].tolist() == [1.0, 1.0]
