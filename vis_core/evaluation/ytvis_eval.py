@@ -346,8 +346,8 @@ def _union_mixed_sizes(det_rles, det_areas, gt_tracks, gt_len, inter, height, wi
     return union - inter
 
 
-def _areas_and_ious(gt, preds, jobs, pred_video_rank, workers: int) -> Dict[int, np.ndarray]:
-    """Mask areas of every prediction and the IoU matrix of every video with ground truth.
+def _areas_ious_matches(gt, preds, jobs, pred_video_rank, cat_index, workers: int) -> dict:
+    """Mask areas of every prediction, IoUs and matches of every video with ground truth.
 
     Args:
         jobs: video id -> (categories, spans, (D,) prediction indices) of ``evaluate``.
@@ -355,7 +355,7 @@ def _areas_and_ious(gt, preds, jobs, pred_video_rank, workers: int) -> Dict[int,
         workers: with 2 or more (and fork available, and enough masks to be worth a process), a
             forked child computes about half of the videos, balanced by frames.
     Returns:
-        video id -> (D, G) IoUs; the areas are stored in ``preds``.
+        video id -> ``_match_video``'s output; the areas are stored in ``preds``.
     """
     n_v = len(gt.video_ids)
     frames = np.bincount(pred_video_rank, weights=np.diff(preds._offsets), minlength=n_v)
@@ -373,16 +373,21 @@ def _areas_and_ious(gt, preds, jobs, pred_video_rank, workers: int) -> Dict[int,
         areas = preds.area_parts(selected) if preds.has_pending_areas() else None
         if areas is not None:
             preds.set_area_part(selected, areas)
-        ious = {}
-        for vid, (_, _, det_idx) in jobs.items():
+        matches = {}
+        for vid, (cats, spans, det_idx) in jobs.items():
             if share[vid_rank[vid]] == child:
                 video = gt.videos[vid]
-                ious[vid] = video_track_ious(
-                    [preds.segmentations[i] for i in det_idx.tolist()], preds.frame_areas(det_idx),
+                det_areas = preds.frame_areas(det_idx)  # (D, F)
+                ious = video_track_ious(
+                    [preds.segmentations[i] for i in det_idx.tolist()], det_areas,
                     gt.tracks[vid], video["height"], video["width"],
                     det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
                 )  # fmt: skip
-        return selected, areas, ious
+                n_on = (det_areas > 0).sum(axis=1)
+                avg = np.divide(det_areas.sum(axis=1), n_on, out=np.zeros(len(n_on)),
+                                where=n_on > 0)  # fmt: skip  # as PredictionSet.avg_areas
+                matches[vid] = _match_video(gt.tracks[vid], cats, spans, ious, avg, cat_index)
+        return selected, areas, matches
 
     if not share.any():
         return part(False)[2]
@@ -395,6 +400,61 @@ def _areas_and_ious(gt, preds, jobs, pred_video_rank, workers: int) -> Dict[int,
         preds.set_area_part(sel_c, areas_c)
     ious.update(ious_c)
     return ious
+
+
+def _match_video(tracks, cats, spans, ious, det_avg_area, cat_index):
+    """Greedy matching of the predictions of one video, in every area range and at every threshold.
+
+    Args:
+        tracks: the G ground-truth tracks of the video.
+        cats, spans: its categories (indices) with ground truth and the [start, end) positions of
+            their predictions in the kept order of ``evaluate``.
+        ious: (D, G) IoUs, D the predictions of the spans one after the other.
+        det_avg_area: (D,) track areas of those predictions.
+    Returns:
+        [(category index, (A,) ground-truth tracks that count)], and [(start, end, true positives,
+        false positives)] with (A, T, end - start) bool flags of the predictions of each span.
+    """
+    lo = np.array([r[0] for r in AREA_RANGES])[:, None]  # (A, 1)
+    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
+    det_oor = (det_avg_area[None, :] < lo) | (det_avg_area[None, :] > hi)  # (A, D)
+    g_cat = np.array([cat_index[g.category_id] for g in tracks])
+    g_crowd = np.array([g.iscrowd for g in tracks])
+    g_area = np.array([g.avg_area for g in tracks])
+    g_ids = np.array([g.ann_id for g in tracks])
+    g_ignore = g_crowd[None, :] | (g_area[None, :] < lo) | (g_area[None, :] > hi)  # (A, G)
+    npig, matched = [], []
+    row = 0
+    for k, (start, end) in zip(cats, spans):
+        gt_js = np.flatnonzero(g_cat == k)
+        ignore_k = g_ignore[:, gt_js]  # (A, G_k)
+        npig.append((k, (~ignore_k).sum(axis=1)))
+        if end == start:
+            continue
+        sub = ious[row : row + end - start][:, gt_js]
+        oor = det_oor[:, None, row : row + end - start]  # (A, 1, D_k)
+        row += end - start
+        crowd, ids = g_crowd[gt_js], g_ids[gt_js]
+        if len(gt_js) == 1:  # one ground truth: its matching does not depend on the range
+            has = _greedy_match(sub, ignore_k[0], crowd) >= 0  # (T, D)
+            m_ign = has[None] & ignore_k[:, :1, None]  # (A, T, D)
+            m_real = (has & (ids[0] != 0))[None]  # id 0 never counts as a match
+        else:
+            cache = {}
+            for ignore in ignore_k:
+                key = ignore.tobytes()
+                if key not in cache:
+                    gt_order = np.argsort(ignore, kind="mergesort")
+                    m = _greedy_match(sub[:, gt_order], ignore[gt_order], crowd[gt_order])
+                    has = m >= 0
+                    m_safe = np.where(has, m, 0)
+                    m_ign = has & ignore[gt_order][m_safe]
+                    m_real = has & (ids[gt_order][m_safe] != 0)
+                    cache[key] = (m_ign, m_real)
+            m_ign, m_real = (np.stack(x) for x in zip(*(cache[i.tobytes()] for i in ignore_k)))
+        ign = m_ign | (~m_real & oor)  # (A, T, D)
+        matched.append((start, end, m_real & ~ign, ~m_real & ~ign))
+    return npig, matched
 
 
 def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
@@ -548,8 +608,6 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet, workers: int = 1) -> YT
             block_key[bounds[:-1]].tolist(), bounds[:-1].tolist(), bounds[1:].tolist()
         )
     }
-    lo = np.array([r[0] for r in AREA_RANGES])[:, None]  # (A, 1)
-    hi = np.array([r[1] for r in AREA_RANGES])[:, None]
 
     # The predictions of each video compared with its ground truth: those of categories it has.
     jobs = OrderedDict()
@@ -560,7 +618,7 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet, workers: int = 1) -> YT
             cats = np.unique([cat_index[g.category_id] for g in tracks]).tolist()
             spans = [blocks.get(v * n_k + k, (0, 0)) for k in cats]
             jobs[vid] = (cats, spans, order[np.concatenate([np.arange(a, b) for a, b in spans])])
-    video_ious = _areas_and_ious(gt, preds, jobs, vid_r, workers)
+    video_matches = _areas_ious_matches(gt, preds, jobs, vid_r, cat_index, workers)
 
     o_area = preds.avg_areas[order]
     # Out-of-range flags of predictions per area range: (A, n_o).
@@ -570,44 +628,12 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet, workers: int = 1) -> YT
     dt_fp = np.broadcast_to(~det_oor[:, None, :], (n_a, n_t, n_o)).copy()
     npig = np.zeros((n_k, n_a), dtype=np.int64)
 
-    for vid, (cats, spans, _) in jobs.items():
-        tracks = gt.tracks[vid]
-        g_cat = np.array([cat_index[g.category_id] for g in tracks])
-        g_crowd = np.array([g.iscrowd for g in tracks])
-        g_area = np.array([g.avg_area for g in tracks])
-        g_ids = np.array([g.ann_id for g in tracks])
-        g_ignore = g_crowd[None, :] | (g_area[None, :] < lo) | (g_area[None, :] > hi)  # (A, G)
-        ious = video_ious[vid]
-        row = 0
-        for k, (start, end) in zip(cats, spans):
-            gt_js = np.flatnonzero(g_cat == k)
-            ignore_k = g_ignore[:, gt_js]  # (A, G_k)
-            npig[k] += (~ignore_k).sum(axis=1)
-            if end == start:
-                continue
-            sub = ious[row : row + end - start][:, gt_js]
-            row += end - start
-            crowd, ids = g_crowd[gt_js], g_ids[gt_js]
-            if len(gt_js) == 1:  # one ground truth: its matching does not depend on the range
-                has = _greedy_match(sub, ignore_k[0], crowd) >= 0  # (T, D)
-                m_ign = has[None] & ignore_k[:, :1, None]  # (A, T, D)
-                m_real = (has & (ids[0] != 0))[None]  # id 0 never counts as a match
-            else:
-                cache = {}
-                for ignore in ignore_k:
-                    key = ignore.tobytes()
-                    if key not in cache:
-                        gt_order = np.argsort(ignore, kind="mergesort")
-                        m = _greedy_match(sub[:, gt_order], ignore[gt_order], crowd[gt_order])
-                        has = m >= 0
-                        m_safe = np.where(has, m, 0)
-                        m_ign = has & ignore[gt_order][m_safe]
-                        m_real = has & (ids[gt_order][m_safe] != 0)
-                        cache[key] = (m_ign, m_real)
-                m_ign, m_real = (np.stack(x) for x in zip(*(cache[i.tobytes()] for i in ignore_k)))
-            ign = m_ign | (~m_real & det_oor[:, None, start:end])  # (A, T, D)
-            dt_tp[:, :, start:end] = m_real & ~ign
-            dt_fp[:, :, start:end] = ~m_real & ~ign
+    for npig_v, matched in video_matches.values():
+        for k, counts in npig_v:
+            npig[k] += counts
+        for start, end, tp, fp in matched:
+            dt_tp[:, :, start:end] = tp
+            dt_fp[:, :, start:end] = fp
 
     precision = -np.ones((n_t, n_r, n_k, n_a, n_m))
     recall = -np.ones((n_t, n_k, n_a, n_m))
