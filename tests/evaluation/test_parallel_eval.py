@@ -1,6 +1,7 @@
 """Mask areas and IoUs shared with a forked worker: the same numbers as in one process."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -58,3 +59,42 @@ def test_run_forked_returns_both_values():
     assert run_forked(lambda: np.arange(3), lambda: "parent")[0] is True
     ok, child, parent = run_forked(lambda: {"a": np.ones(2)}, lambda: 5)
     assert ok and parent == 5 and child["a"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("which", [0, -1])  # a result of the first or of the last video
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda r: r.update(segmentations=r["segmentations"] + [None]), "one entry per frame"),
+        (lambda r: r.update(segmentations=[{"size": [1, 1], "counts": "1"}]
+                            * len(r["segmentations"])), "RLE of size"),  # fmt: skip
+    ],
+)
+def test_bad_frames_found_by_either_process_are_named(tmp_path, monkeypatch, which, corrupt,
+                                                      message):  # fmt: skip
+    from vis_core.evaluation import load_predictions
+
+    gt_json, res = make_case(5, n_videos=4)
+    vids = sorted({r["video_id"] for r in res})
+    index = next(i for i, r in enumerate(res) if r["video_id"] == vids[which])
+    corrupt(res[index])
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    gt = YTVISGroundTruth(gt_json)
+    monkeypatch.setattr(ytvis_eval, "_MIN_FRAMES_TO_FORK", 0)
+    preds = load_predictions(str(path), gt)  # frames are checked when decoded, by either process
+    with pytest.raises(ValueError, match=f"Result #{index} .*{message}"):
+        evaluate(gt, preds, workers=2)
+
+
+def test_lazily_decoded_frames_equal_the_file(tmp_path):
+    from vis_core.evaluation import load_predictions
+
+    gt_json, res = make_case(9, n_videos=3)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    preds = load_predictions(str(path), YTVISGroundTruth(gt_json))
+    as_json = json.loads  # sizes come back as tuples
+    first = preds.frame_lists(np.array([1]))
+    assert as_json(json.dumps(first)) == [res[1]["segmentations"]]
+    assert as_json(json.dumps(preds.segmentations)) == [r["segmentations"] for r in res]

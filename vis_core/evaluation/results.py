@@ -13,8 +13,8 @@ import math
 import numbers
 import os
 import zipfile
-from itertools import chain, compress
-from operator import itemgetter
+from itertools import chain, compress, repeat
+from operator import is_not, itemgetter
 from typing import Dict, List, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
@@ -114,47 +114,98 @@ if msgspec is not None:
         size: Tuple[int, int]
         counts: str
 
-    class _Result(msgspec.Struct, gc=False):
-        """One result as the typed decoder reads it; other keys of the file are ignored."""
+    class _ResultHead(msgspec.Struct, gc=False):
+        """One result with its frames left as raw JSON, decoded later by the process that needs them."""
 
         video_id: int
         category_id: int
         score: float
-        segmentations: List[Optional[_RLE]]
+        segmentations: msgspec.Raw
 
-    _RESULTS_DECODER = msgspec.json.Decoder(List[_Result])
+    _HEADS_DECODER = msgspec.json.Decoder(List[_ResultHead])
+    _FRAMES_DECODER = msgspec.json.Decoder(List[Optional[_RLE]])
 
 
 def load_predictions(path: str, gt, source: Optional[str] = None) -> "PredictionSet":
     """Read and validate a ``results.json`` file against a ground truth, as fast as possible.
 
-    The file is decoded with typed msgspec structures (types checked while parsing, no per-result
-    Python work) where msgspec is installed; a file that does not fit them, or an environment without
-    msgspec, goes through the generic parser and ``prepare_predictions``, whose errors name the result.
+    Where msgspec is installed, ids and scores are decoded and checked at once with typed structures,
+    and the frames of each result are decoded (and checked) when first needed: by ``evaluate``, part
+    by part, in the process that computes their areas and IoUs. A file that does not fit the typed
+    structures, or an environment without msgspec, goes through the generic parser and
+    ``prepare_predictions``. Either way every error names the result.
     """
     source = source or path
     data = _read_bytes(path, "results file")
     with gc_paused():
         if msgspec is not None:
             try:
-                decoded = _RESULTS_DECODER.decode(data)
+                heads = _HEADS_DECODER.decode(data)
             except msgspec.DecodeError:
-                decoded = None  # not JSON, or JSON of another shape: the generic path says which
-            if decoded is not None:
-                columns = (
-                    [r.video_id for r in decoded], [r.category_id for r in decoded],
-                    [r.score for r in decoded], [r.segmentations for r in decoded],
+                heads = None  # not JSON, or JSON of another shape: the generic path says which
+            if heads is not None:
+                results = _RawResults(heads)
+                vids, cats, scores, table = _check_heads(
+                    [r.video_id for r in heads], [r.category_id for r in heads],
+                    [r.score for r in heads], results, gt, source,
                 )  # fmt: skip
-                return _build_prediction_set(columns, decoded, gt, source, typed=True)
+                offsets = np.zeros(len(heads) + 1, dtype=np.int64)
+                np.cumsum(table[:, 0], out=offsets[1:])
+                return PredictionSet(
+                    vids, cats, scores, None, None, offsets, results=results,
+                    decode=_RawFrameDecoder(heads, table, results, gt, source),
+                )  # fmt: skip
         results = _check_results_list(_parse_json(data, path, "results file"), path)
         return prepare_predictions(results, gt, source=source)
+
+
+class _RawResults:
+    """Results with raw frames, as dicts with decoded frames (only to name a result in an error)."""
+
+    def __init__(self, heads):
+        self._heads = heads
+
+    def __len__(self):
+        return len(self._heads)
+
+    def __getitem__(self, index: int) -> dict:
+        head = self._heads[index]
+        return {
+            "video_id": head.video_id, "category_id": head.category_id, "score": head.score,
+            "segmentations": _parse_json(bytes(head.segmentations), "results", "results file"),
+        }  # fmt: skip
+
+
+class _RawFrameDecoder:
+    """Decodes and checks the frames of chosen results (``_ResultHead.segmentations``)."""
+
+    def __init__(self, heads, table: np.ndarray, results: _RawResults, gt, source: str):
+        self._heads, self._table, self._results = heads, table, results
+        self._gt, self._source = gt, source
+
+    def __call__(self, indices: np.ndarray) -> list:
+        """Frame lists of the results ``indices``, checked as ``prepare_predictions`` does."""
+        heads, segs, typed = self._heads, [], True
+        for i in indices.tolist():
+            try:
+                segs.append(_FRAMES_DECODER.decode(heads[i].segmentations))
+            except msgspec.DecodeError:  # uncompressed RLE, or an error that the checks name
+                frames = self._results[i]["segmentations"]
+                if not isinstance(frames, list):
+                    _check_result(i, self._results[i], self._gt)
+                segs.append(frames)
+                typed = False
+        return _check_frames(
+            segs, self._table[indices], indices, self._results, self._gt, self._source, typed
+        )[0]
 
 
 class PredictionSet:
     """Predictions validated against a ground truth, with the per-frame mask areas computed once.
 
-    The areas are computed on first use (``avg_areas``, ``frame_areas``), or handed in part by part
-    by ``evaluate`` when it computes them in several processes (``area_parts``, ``set_area_part``).
+    Frames decoded lazily (``load_predictions``) and the mask areas are computed on first use, or
+    part by part by ``evaluate`` in the process that needs them (``frame_lists``, ``area_parts``,
+    ``set_area_part``): a forked worker never sends decoded masks back.
 
     Attributes:
         video_ids, category_ids: (P,) int64.
@@ -165,53 +216,82 @@ class PredictionSet:
 
     def __init__(
         self, video_ids, category_ids, scores, segmentations, frame_areas, frame_offsets,
-        pending=None,
+        results=None, decode=None,
     ):  # fmt: skip
         """
         Args:
+            segmentations: P frame lists (checked); None if ``decode`` gives them.
             frame_areas: (sum of F,) int64 area of every frame, prediction after prediction, 0 where
                 the frame is null; None to compute them from the masks when first needed.
             frame_offsets: (P+1,) start of each prediction in ``frame_areas``.
-            pending: with ``frame_areas`` None, ``(rles, present, owner, results)``: the present
-                masks in order, (sum of F,) bool marking their frames, (N,) the prediction of each,
-                and the results they come from (named in the error of a malformed RLE).
+            results: the results the predictions come from (named in the error of a malformed RLE).
+            decode: callable that takes (n,) indices and returns their checked frame lists.
         """
         self.video_ids = np.asarray(video_ids, dtype=np.int64)
         self.category_ids = np.asarray(category_ids, dtype=np.int64)
         self.scores = np.asarray(scores, dtype=np.float64)
-        self.segmentations = segmentations
+        n_p = len(self.scores)
+        self._segs = [None] * n_p if segmentations is None else segmentations
+        self._decode = decode
+        self._undecoded = None if decode is None else np.ones(n_p, dtype=bool)
+        self._results = results
         self._offsets = frame_offsets
         self._areas = frame_areas
         self._avg_areas = None
         self._done = None  # (P,) bool, predictions whose areas are known; None: all are
         if frame_areas is None:
-            self._rles, present, self._owner, self._results = pending
-            self._present_at = np.flatnonzero(present)  # (N,) flat frame of each present mask
             self._areas = np.zeros(int(frame_offsets[-1]), dtype=np.int64)
-            self._done = np.zeros(len(self.scores), dtype=bool)
+            self._done = np.zeros(n_p, dtype=bool)
 
     def __len__(self):
         return len(self.scores)
 
-    def area_parts(self, selected: np.ndarray) -> np.ndarray:
+    @property
+    def segmentations(self) -> list:
+        if self._undecoded is not None:
+            self.frame_lists(np.arange(len(self)))
+        return self._segs
+
+    def frame_lists(self, indices: np.ndarray) -> list:
+        """The frame lists of the given predictions, decoded (and checked) now where needed."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._undecoded is not None:
+            todo = indices[self._undecoded[indices]]
+            if len(todo):
+                for i, frames in zip(todo.tolist(), self._decode(todo)):
+                    self._segs[i] = frames
+                self._undecoded[todo] = False
+                if not self._undecoded.any():
+                    self._undecoded = self._decode = None
+        segs = self._segs
+        return [segs[i] for i in indices.tolist()]
+
+    def area_parts(self, selected: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Pixel areas of the present masks of the selected predictions, computed now.
 
         Args:
             selected: (P,) bool.
         Returns:
-            (N_sel,) int64 areas, in the order ``set_area_part(selected, ...)`` takes them.
+            (N_sel,) positions in the flat frame list and (N_sel,) int64 areas, as
+            ``set_area_part`` takes them.
         """
-        ks = np.flatnonzero(selected[self._owner]).tolist()
-        rles = self._rles
-        return _bulk_area([rles[k] for k in ks], self._results, self._owner[ks])
+        idx = np.flatnonzero(selected)
+        lists = self.frame_lists(idx)
+        lengths = np.diff(self._offsets)[idx]
+        flat = list(chain.from_iterable(lists))
+        present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
+        first = np.repeat(self._offsets[idx] - (np.cumsum(lengths) - lengths), lengths)
+        positions = (first + np.arange(len(flat)))[present]  # (N_sel,) flat frame of each mask
+        owner = np.repeat(idx, lengths)[present]
+        return positions, _bulk_area(list(compress(flat, present)), self._results, owner)
 
-    def set_area_part(self, selected: np.ndarray, areas: np.ndarray) -> None:
+    def set_area_part(self, selected: np.ndarray, positions: np.ndarray, areas: np.ndarray):
         """Store ``area_parts(selected)`` (computed here or in another process)."""
-        self._areas[self._present_at[selected[self._owner]]] = areas
+        self._areas[positions] = areas
         self._done |= selected
         self._avg_areas = None
-        if self._done.all():  # the masks' references are no longer needed
-            self._done = self._rles = self._owner = self._results = self._present_at = None
+        if self._done.all():
+            self._done = None
 
     def has_pending_areas(self) -> bool:
         """Whether some areas are still to be computed."""
@@ -226,7 +306,7 @@ class PredictionSet:
             todo = np.zeros_like(todo)
             todo[indices[~self._done[indices]]] = True
         if todo.any():
-            self.set_area_part(todo, self.area_parts(todo))
+            self.set_area_part(todo, *self.area_parts(todo))
 
     @property
     def avg_areas(self) -> np.ndarray:
@@ -361,7 +441,7 @@ def _fail_at(bad: Optional[np.ndarray], results, gt, message: str):
 
 
 def _build_prediction_set(columns, results, gt, source: str, typed: bool = False) -> PredictionSet:
-    """Vectorised checks of result columns against the ground truth, frame areas, the PredictionSet.
+    """Vectorised checks of result columns against the ground truth, the PredictionSet.
 
     Args:
         columns: video ids, category ids, scores (Python ints/floats) and segmentation lists, one
@@ -370,6 +450,19 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
             or an RLE dict with a two-int size and string counts.
     """
     vids, cats, scores, segs = columns
+    vid_arr, cat_arr, score_arr, table = _check_heads(vids, cats, scores, results, gt, source)
+    segs, offsets = _check_frames(segs, table, np.arange(len(segs)), results, gt, source, typed)
+    # The mask areas (the slowest part) are computed when first needed, in parallel by `evaluate`.
+    return PredictionSet(vid_arr, cat_arr, score_arr, segs, None, offsets, results=results)
+
+
+def _check_heads(vids, cats, scores, results, gt, source: str):
+    """Checks of the ids and scores of every result.
+
+    Returns:
+        (P,) int64 video ids, (P,) int64 category ids, (P,) float64 scores, and (P, 3) int64 length,
+        height and width of each result's video.
+    """
     n_p = len(vids)
     if n_p == 0:
         logger.warning("%s: no predictions; every category with ground truth gets AP 0.", source)
@@ -392,14 +485,36 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
         [[gt.videos[v][k] for k in ("length", "height", "width")] for v in gt.video_ids],
         dtype=np.int64,
     ).reshape(-1, 3)
-    table = video_table[pos]  # (P, 3) length, height, width of each result's video
+    return vid_arr, cat_arr, score_arr, video_table[pos]
+
+
+def _check_frames(segs, table, names, results, gt, source: str, typed: bool):
+    """Checks of the frame lists of some results (their number of frames, each mask's size).
+
+    Args:
+        segs: n frame lists; ``table`` (n, 3) length, height and width of their videos; ``names``
+            (n,) their indices in ``results`` (named in errors).
+        typed: every frame is known to be null or an RLE dict with a two-int size and str counts.
+    Returns:
+        the frame lists (uncompressed RLE replaced by compressed RLE, in copies of the lists), and
+        (n+1,) the offsets of the lists in their concatenation.
+    """
+    n_p = len(segs)
+
+    def fail(bad_local, message):
+        bad = None
+        if bad_local is not None:
+            bad = np.zeros(len(results), dtype=bool)
+            bad[names[bad_local]] = True
+        _fail_at(bad, results, gt, message)
+
     lengths = np.fromiter(map(len, segs), np.int64, n_p)
     if (lengths != table[:, 0]).any():
-        _fail_at(lengths != table[:, 0], results, gt, "wrong number of frames.")
+        fail(lengths != table[:, 0], "wrong number of frames.")
     offsets = np.zeros(n_p + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = list(chain.from_iterable(segs))
-    present = np.array([s is not None for s in flat], dtype=bool)
+    present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
     rles = list(compress(flat, present))
     owner = np.repeat(np.arange(n_p), lengths)[present]  # (N,) result of each present frame
     try:
@@ -412,22 +527,19 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
     except (KeyError, TypeError):  # an entry that is not a dict, or an RLE without a key
         size_ok, counts_types = None, None
     if size_ok is None or not counts_types <= {str, bytes, list}:
-        _fail_at(None, results, gt, "malformed segmentation.")
+        fail(None, "malformed segmentation.")
     if not size_ok.all():
-        _fail_at(np.isin(np.arange(n_p), owner[~size_ok]), results, gt, "malformed RLE size.")
+        fail(np.isin(np.arange(n_p), owner[~size_ok]), "malformed RLE size.")
     try:
         hw = np.fromiter(chain.from_iterable(sizes), np.int64, 2 * len(rles)).reshape(-1, 2)
     except (TypeError, ValueError):  # a size that is not two integers
-        _fail_at(None, results, gt, "malformed RLE size.")
+        fail(None, "malformed RLE size.")
     wrong = (hw != table[owner, 1:]).any(axis=1)
     if wrong.any():
-        _fail_at(np.isin(np.arange(n_p), owner[wrong]), results, gt, "RLE of the wrong size.")
+        fail(np.isin(np.arange(n_p), owner[wrong]), "RLE of the wrong size.")
     if list in counts_types:
-        rles = _compress_uncompressed(rles, segs, offsets, present, source)
-    # The mask areas (the slowest part) are computed when first needed, in parallel by `evaluate`.
-    return PredictionSet(
-        vid_arr, cat_arr, score_arr, segs, None, offsets, (rles, present, owner, results)
-    )
+        _compress_uncompressed(rles, segs, offsets, present, source)
+    return segs, offsets
 
 
 def _compress_uncompressed(rles, segs, offsets, present, source):

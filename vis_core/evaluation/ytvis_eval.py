@@ -372,14 +372,14 @@ def _areas_ious_matches(gt, preds, jobs, pred_video_rank, cat_index, workers: in
         selected = share[pred_video_rank] == child  # (P,) predictions of this part's videos
         areas = preds.area_parts(selected) if preds.has_pending_areas() else None
         if areas is not None:
-            preds.set_area_part(selected, areas)
+            preds.set_area_part(selected, *areas)
         matches = {}
         for vid, (cats, spans, det_idx) in jobs.items():
             if share[vid_rank[vid]] == child:
                 video = gt.videos[vid]
                 det_areas = preds.frame_areas(det_idx)  # (D, F)
                 ious = video_track_ious(
-                    [preds.segmentations[i] for i in det_idx.tolist()], det_areas,
+                    preds.frame_lists(det_idx), det_areas,
                     gt.tracks[vid], video["height"], video["width"],
                     det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
                 )  # fmt: skip
@@ -397,7 +397,7 @@ def _areas_ious_matches(gt, preds, jobs, pred_video_rank, cat_index, workers: in
         return ious
     sel_c, areas_c, ious_c = from_child
     if areas_c is not None:
-        preds.set_area_part(sel_c, areas_c)
+        preds.set_area_part(sel_c, *areas_c)
     ious.update(ious_c)
     return ious
 
