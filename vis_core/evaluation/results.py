@@ -124,6 +124,7 @@ if msgspec is not None:
 
     _HEADS_DECODER = msgspec.json.Decoder(List[_ResultHead])
     _FRAMES_DECODER = msgspec.json.Decoder(List[Optional[_RLE]])
+    _TRACKS_DECODER = msgspec.json.Decoder(List[List[Optional[_RLE]]])
 
 
 def load_predictions(path: str, gt, source: Optional[str] = None) -> "PredictionSet":
@@ -183,21 +184,36 @@ class _RawFrameDecoder:
         self._heads, self._table, self._results = heads, table, results
         self._gt, self._source = gt, source
 
-    def __call__(self, indices: np.ndarray) -> list:
-        """Frame lists of the results ``indices``, checked as ``prepare_predictions`` does."""
-        heads, segs, typed = self._heads, [], True
-        for i in indices.tolist():
-            try:
-                segs.append(_FRAMES_DECODER.decode(heads[i].segmentations))
-            except msgspec.DecodeError:  # uncompressed RLE, or an error that the checks name
-                frames = self._results[i]["segmentations"]
-                if not isinstance(frames, list):
-                    _check_result(i, self._results[i], self._gt)
-                segs.append(frames)
-                typed = False
-        return _check_frames(
+    def __call__(self, indices: np.ndarray):
+        """Frame lists of the results ``indices``, checked as ``prepare_predictions`` does.
+
+        Returns:
+            the n frame lists, their present masks one after the other, and (sum of F,) bool
+            marking the present frames.
+        """
+        heads = self._heads
+        raws = [heads[i].segmentations for i in indices.tolist()]
+        # "[", raw, ",", raw, ..., "]": one copy when joined.
+        pieces = [b","] * (2 * len(raws) + 1) if raws else [b"[", b"]"]
+        pieces[1::2] = raws if raws else [b"]"]
+        pieces[0], pieces[-1] = b"[", b"]"
+        try:  # one call for all: a per-call overhead of microseconds adds up over many results
+            segs, typed = _TRACKS_DECODER.decode(b"".join(pieces)), True
+        except msgspec.DecodeError:  # uncompressed RLE, or an error that the checks name
+            segs, typed = [], True
+            for i, raw in zip(indices.tolist(), raws):
+                try:
+                    segs.append(_FRAMES_DECODER.decode(raw))
+                except msgspec.DecodeError:
+                    frames = self._results[i]["segmentations"]
+                    if not isinstance(frames, list):
+                        _check_result(i, self._results[i], self._gt)
+                    segs.append(frames)
+                    typed = False
+        segs, _, rles, present = _check_frames(
             segs, self._table[indices], indices, self._results, self._gt, self._source, typed
-        )[0]
+        )
+        return segs, rles, present
 
 
 class PredictionSet:
@@ -255,16 +271,29 @@ class PredictionSet:
     def frame_lists(self, indices: np.ndarray) -> list:
         """The frame lists of the given predictions, decoded (and checked) now where needed."""
         indices = np.asarray(indices, dtype=np.int64)
-        if self._undecoded is not None:
-            todo = indices[self._undecoded[indices]]
-            if len(todo):
-                for i, frames in zip(todo.tolist(), self._decode(todo)):
-                    self._segs[i] = frames
-                self._undecoded[todo] = False
-                if not self._undecoded.any():
-                    self._undecoded = self._decode = None
+        self._decode_missing(indices)
         segs = self._segs
         return [segs[i] for i in indices.tolist()]
+
+    def _decode_missing(self, indices: np.ndarray):
+        """Decode the frames of the given predictions that are not yet decoded.
+
+        Returns:
+            if all of them were decoded now, their present masks one after the other and the
+            present flags of their frames (as ``_RawFrameDecoder`` gives them); else None.
+        """
+        if self._undecoded is None:
+            return None
+        todo = indices[self._undecoded[indices]]
+        if len(todo) == 0:
+            return None
+        segs, rles, present = self._decode(todo)
+        for i, frames in zip(todo.tolist(), segs):
+            self._segs[i] = frames
+        self._undecoded[todo] = False
+        if not self._undecoded.any():
+            self._undecoded = self._decode = None
+        return (rles, present) if len(todo) == len(indices) else None
 
     def area_parts(self, selected: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Pixel areas of the present masks of the selected predictions, computed now.
@@ -276,14 +305,18 @@ class PredictionSet:
             ``set_area_part`` takes them.
         """
         idx = np.flatnonzero(selected)
-        lists = self.frame_lists(idx)
+        decoded = self._decode_missing(idx)
+        if decoded is None:
+            flat = list(chain.from_iterable(self._segs[i] for i in idx.tolist()))
+            present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
+            rles = list(compress(flat, present))
+        else:
+            rles, present = decoded
         lengths = np.diff(self._offsets)[idx]
-        flat = list(chain.from_iterable(lists))
-        present = np.fromiter(map(is_not, flat, repeat(None)), bool, len(flat))
         first = np.repeat(self._offsets[idx] - (np.cumsum(lengths) - lengths), lengths)
-        positions = (first + np.arange(len(flat)))[present]  # (N_sel,) flat frame of each mask
+        positions = (first + np.arange(len(present)))[present]  # (N_sel,) flat frame of each mask
         owner = np.repeat(idx, lengths)[present]
-        return positions, _bulk_area(list(compress(flat, present)), self._results, owner)
+        return positions, _bulk_area(rles, self._results, owner)
 
     def set_area_part(self, selected: np.ndarray, positions: np.ndarray, areas: np.ndarray):
         """Store ``area_parts(selected)`` (computed here or in another process)."""
@@ -451,7 +484,9 @@ def _build_prediction_set(columns, results, gt, source: str, typed: bool = False
     """
     vids, cats, scores, segs = columns
     vid_arr, cat_arr, score_arr, table = _check_heads(vids, cats, scores, results, gt, source)
-    segs, offsets = _check_frames(segs, table, np.arange(len(segs)), results, gt, source, typed)
+    segs, offsets, _, _ = _check_frames(
+        segs, table, np.arange(len(segs)), results, gt, source, typed
+    )
     # The mask areas (the slowest part) are computed when first needed, in parallel by `evaluate`.
     return PredictionSet(vid_arr, cat_arr, score_arr, segs, None, offsets, results=results)
 
@@ -496,8 +531,9 @@ def _check_frames(segs, table, names, results, gt, source: str, typed: bool):
             (n,) their indices in ``results`` (named in errors).
         typed: every frame is known to be null or an RLE dict with a two-int size and str counts.
     Returns:
-        the frame lists (uncompressed RLE replaced by compressed RLE, in copies of the lists), and
-        (n+1,) the offsets of the lists in their concatenation.
+        the frame lists (uncompressed RLE replaced by compressed RLE, in copies of the lists),
+        (n+1,) the offsets of the lists in their concatenation, the present masks one after the
+        other, and (sum of F,) bool marking the present frames.
     """
     n_p = len(segs)
 
@@ -538,8 +574,8 @@ def _check_frames(segs, table, names, results, gt, source: str, typed: bool):
     if wrong.any():
         fail(np.isin(np.arange(n_p), owner[wrong]), "RLE of the wrong size.")
     if list in counts_types:
-        _compress_uncompressed(rles, segs, offsets, present, source)
-    return segs, offsets
+        rles = _compress_uncompressed(rles, segs, offsets, present, source)
+    return segs, offsets, rles, present
 
 
 def _compress_uncompressed(rles, segs, offsets, present, source):
