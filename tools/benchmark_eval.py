@@ -2,6 +2,7 @@
 """Benchmark of vis_core.evaluation on synthetic cases shaped like YouTube-VIS 2021 valid and OVIS valid.
 
     python tools/benchmark_eval.py --case ytvis2021 [--out-dir /tmp/vis_bench] [--seed 0] [--repeat 3]
+        [--workers N]
     python tools/benchmark_eval.py --case ovis --compare-cmd "python my_official_run.py {gt} {pred}"
 
 Generates (once, cached in --out-dir) a ground-truth JSON and a results.json:
@@ -16,8 +17,9 @@ tracks, present in a random sub-range of frames, with empty frames as null.
 Each timed run is the command line itself, ``python -m vis_core.evaluation --gt GT --pred RES
 --json-out M`` in a fresh process (interpreter start, imports, reading both files, validation,
 evaluation, printing), repeated ``--repeat`` times: wall time, CPU time (user + system, less
-sensitive than wall time to other jobs on the machine) and peak resident memory (ru_maxrss) of each
-run are printed, with the minimum. ``--compare-cmd`` times another evaluator on the same files the
+sensitive than wall time to other jobs on the machine; with a forked worker it is the sum over both
+processes) and peak resident memory (ru_maxrss: the largest of the processes, not their sum) of
+each run are printed, with the minimum, and the load average of the machine before the runs. ``--compare-cmd`` times another evaluator on the same files the
 same way (for example a local copy of the official API driven by a small script), and prints the
 ratios.
 """
@@ -190,6 +192,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs (fresh process each)")
     parser.add_argument(
+        "--workers", type=int, default=None,
+        help="passed to the CLI (processes for areas and IoUs; default: the CLI's, 2 on 2+ CPUs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--compare-cmd",
         help="another evaluator to time on the same files, e.g. 'python run_official.py {gt} {pred}'"
         " ({gt} and {pred} are replaced by the paths)",
@@ -207,6 +213,10 @@ def main(argv=None):
     metrics_path = os.path.join(out_dir, "metrics.json")
     cli = [sys.executable, "-m", "vis_core.evaluation", "--gt", gt_path, "--pred", res_path,
            "--json-out", metrics_path]  # fmt: skip
+    if args.workers is not None:
+        cli += ["--workers", str(args.workers)]
+    if hasattr(os, "getloadavg"):
+        print("load average (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
     print("ours:", " ".join(cli[1:]))
     ours = _summary("ours", [measure(cli) for _ in range(args.repeat)])
     with open(metrics_path) as f:
