@@ -14,6 +14,7 @@ P predictions, G ground-truth tracks, D predictions of one (video, category), F 
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -53,7 +54,16 @@ _MIN_FRAMES_TO_FORK = 20000
 def _mean_nonzero_area(areas) -> float:
     """Mean of the entries that are neither None nor 0, as the official API computes a track's area."""
     kept = [a for a in areas if a]
-    return float(np.array(kept).mean()) if kept else 0.0
+    if not kept:
+        return 0.0
+    if set(map(type, kept)) == {int} and sum(kept) < 2**53:
+        return sum(kept) / len(kept)  # numpy's float64 sum of these is exact: the same quotient
+    return float(np.array(kept).mean())
+
+
+def _is_compressed(rle: dict) -> bool:
+    """Whether a ground-truth mask dict is a compressed RLE (str counts) with a size."""
+    return type(rle.get("counts")) is str and "size" in rle
 
 
 @dataclass
@@ -139,15 +149,13 @@ class YTVISGroundTruth:
             video = self.videos[vid]
             h, w = video["height"], video["width"]
             segs = ann["segmentations"]
-            if all(
-                s is None or (type(s) is dict and type(s.get("counts")) is str and "size" in s)
-                for s in segs
-            ):
+            present = [s for s in segs if s is not None]
+            if set(map(type, present)) <= {dict} and all(map(_is_compressed, present)):
                 rles = list(segs)  # compressed RLE or null: nothing to convert
             else:
                 rles = [_gt_rle(seg, h, w, where) for seg in segs]
-            present = [r for r in rles if r is not None]
-            sizes_ok = all(list(r["size"]) == [h, w] for r in present)
+                present = [r for r in rles if r is not None]
+            sizes_ok = all(map((h, w).__eq__, map(tuple, map(itemgetter("size"), present))))
             if ann_id == 0:
                 logger.warning(
                     "%s: annotation id 0 in video %s; like the official API, no prediction is ever "
@@ -731,15 +739,24 @@ def evaluate_results(results, gt, source: str = "results", workers: int = 1) -> 
 
 def format_metrics_table(result: YTVISEvalResult) -> str:
     """The headline metrics and per-category AP (percent) as text tables."""
-    from tabulate import tabulate
-
     metrics = result.metrics_percent()
-    head = tabulate(
-        [[f"{v:.3f}" for v in metrics.values()]], headers=list(metrics), tablefmt="pipe",
-        stralign="center", numalign="center",
-    )  # fmt: skip
+    head = _pipe_table(list(metrics), [[f"{v:.3f}" for v in metrics.values()]], center=True)
     items = [(name, f"{v:.3f}") for name, v in result.per_category_percent().items()]
     cols = 3
     rows = [sum(items[i : i + cols], ()) for i in range(0, len(items), cols)]
-    per_cat = tabulate(rows, headers=["category", "AP"] * cols, tablefmt="pipe", numalign="left")
+    per_cat = _pipe_table(["category", "AP"] * cols, rows, center=False)
     return f"Temporal segm metrics (percent):\n{head}\nPer-category segm AP:\n{per_cat}"
+
+
+def _pipe_table(headers: List[str], rows: List[Sequence[str]], center: bool) -> str:
+    """A Markdown (pipe) table of strings, cells centred or left-aligned; short rows padded."""
+    rows = [list(r) + [""] * (len(headers) - len(r)) for r in rows]
+    widths = [max(len(c) for c in col) for col in zip(headers, *rows)]
+    align = str.center if center else str.ljust
+    edge = ":" if center else "-"
+    lines = [
+        "| " + " | ".join(align(c, w) for c, w in zip(cells, widths)) + " |"
+        for cells in [headers] + rows
+    ]
+    lines.insert(1, "|" + "|".join(":" + "-" * w + edge for w in widths) + "|")
+    return "\n".join(lines)
