@@ -649,67 +649,72 @@ def evaluate(gt: YTVISGroundTruth, preds: PredictionSet, workers: int = 1) -> YT
     cat_bounds = np.searchsorted(o_cat, np.arange(n_k + 1))
     for k in range(n_k):
         sl = slice(cat_bounds[k], cat_bounds[k + 1])
-        for a in range(n_a):
-            if npig[k, a] == 0:
+        areas = np.flatnonzero(npig[k] > 0)  # (A',) area ranges with ground truth that counts
+        if len(areas) == 0:
+            continue
+        prev = None
+        for mi, max_det in enumerate(MAX_DETS):
+            sel = np.flatnonzero(rank[sl] < max_det) + sl.start
+            if prev is not None and len(sel) == len(prev):  # no (video, category) had more
+                precision[:, :, k, areas, mi] = precision[:, :, k, areas, mi - 1]
+                recall[:, k, areas, mi] = recall[:, k, areas, mi - 1]
+                scores[:, :, k, areas, mi] = scores[:, :, k, areas, mi - 1]
                 continue
-            prev = None
-            for mi, max_det in enumerate(MAX_DETS):
-                sel = np.flatnonzero(rank[sl] < max_det) + sl.start
-                if prev is not None and len(sel) == len(prev):  # no (video, category) had more
-                    precision[:, :, k, a, mi] = precision[:, :, k, a, mi - 1]
-                    recall[:, k, a, mi] = recall[:, k, a, mi - 1]
-                    scores[:, :, k, a, mi] = scores[:, :, k, a, mi - 1]
-                    continue
-                prev = sel
-                srt = sel[np.argsort(-o_score[sel], kind="mergesort")]
-                _precision_recall(
-                    dt_tp[a][:, srt], dt_fp[a][:, srt], o_score[srt], npig[k, a],
-                    precision[:, :, k, a, mi], recall[:, k, a, mi], scores[:, :, k, a, mi],
-                )  # fmt: skip
+            prev = sel
+            srt = sel[np.argsort(-o_score[sel], kind="mergesort")]
+            n_rows = len(areas) * n_t  # every (area range, IoU threshold) at once
+            p, r, sc = _precision_recall(
+                dt_tp[areas][:, :, srt].reshape(n_rows, -1),  # (A', T, N) -> (A'*T, N)
+                dt_fp[areas][:, :, srt].reshape(n_rows, -1), o_score[srt],
+                np.repeat(npig[k, areas], n_t),
+            )  # fmt: skip
+            precision[:, :, k, areas, mi] = p.reshape(len(areas), n_t, n_r).transpose(1, 2, 0)
+            recall[:, k, areas, mi] = r.reshape(len(areas), n_t).T
+            scores[:, :, k, areas, mi] = sc.reshape(len(areas), n_t, n_r).transpose(1, 2, 0)
     result = YTVISEvalResult(precision, recall, scores, list(cat_ids), list(gt.category_names))
     _summarize(result)
     return result
 
 
-def _precision_recall(tps, fps, sorted_scores, npig, precision_out, recall_out, scores_out):
-    """Precision at the recall points and final recall, for every IoU threshold at once.
+def _precision_recall(tps, fps, sorted_scores, npig):
+    """Precision at the recall points and final recall, for many rows (IoU thresholds, ranges) at once.
 
     Args:
-        tps, fps: (T, N) bool, predictions in descending score order.
+        tps, fps: (L, N) bool, predictions in descending score order.
         sorted_scores: (N,)
-        npig: number of ground-truth tracks that count.
-        precision_out, scores_out: (T, R) views written in place; recall_out: (T,) view.
+        npig: (L,) number of ground-truth tracks that count, per row (> 0).
+    Returns:
+        (L, R) precision, (L,) recall, (L, R) score at each recall point.
     """
-    n_t, n = tps.shape
+    n_l, n = tps.shape
     if n == 0:
-        recall_out[:] = 0
-        precision_out[:] = 0
-        scores_out[:] = 0
-        return
-    tp_sum = np.cumsum(tps, axis=1)  # (T, N) int
+        return (
+            np.zeros((n_l, len(RECALL_THRESHOLDS))),
+            np.zeros(n_l),
+            np.zeros((n_l, len(RECALL_THRESHOLDS))),
+        )
+    tp_sum = np.cumsum(tps, axis=1)  # (L, N) int
     fp_sum = np.cumsum(fps, axis=1)
-    rc = tp_sum / npig
+    rc = tp_sum / npig[:, None]
     pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
     pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # monotone from the right
-    recall_out[:] = rc[:, -1]
-    # searchsorted(rc[t], RECALL_THRESHOLDS, "left") for every t in one call, exactly: rc < r holds
+    # searchsorted(rc[l], RECALL_THRESHOLDS, "left") for every l in one call, exactly: rc < r holds
     # iff tp_sum < k_r, the least integer with k_r / npig >= r (the same float division), and
-    # integer rows offset by t * stride stay sorted as one array.
-    k_r = _least_count_reaching(RECALL_THRESHOLDS, npig)  # (R,)
-    stride = max(n, npig) + 1
-    offsets = np.arange(n_t, dtype=np.int64) * stride
+    # integer rows offset by l * stride stay sorted as one array.
+    values, which = np.unique(npig, return_inverse=True)
+    k_r = np.stack([_least_count_reaching(RECALL_THRESHOLDS, v) for v in values.tolist()])[which]
+    stride = max(n, int(npig.max())) + 1
+    offsets = np.arange(n_l, dtype=np.int64) * stride
     inds = (
         np.searchsorted(
-            (tp_sum + offsets[:, None]).ravel(),
-            (k_r[None, :] + offsets[:, None]).ravel(),
-            side="left",
-        ).reshape(n_t, -1)
-        - (np.arange(n_t) * n)[:, None]
-    )  # (T, R) in [0, N]
+            (tp_sum + offsets[:, None]).ravel(), (k_r + offsets[:, None]).ravel(), side="left"
+        ).reshape(n_l, -1)
+        - (np.arange(n_l) * n)[:, None]
+    )  # (L, R) in [0, N]
     valid = inds < n
     safe = np.where(valid, inds, 0)
-    precision_out[:] = np.where(valid, np.take_along_axis(pr, safe, axis=1), 0.0)
-    scores_out[:] = np.where(valid, sorted_scores[safe], 0.0)
+    precision = np.where(valid, np.take_along_axis(pr, safe, axis=1), 0.0)
+    return precision, rc[:, -1], np.where(valid, sorted_scores[safe], 0.0)
 
 
 def _least_count_reaching(thresholds: np.ndarray, npig: int) -> np.ndarray:
