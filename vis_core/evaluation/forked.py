@@ -8,6 +8,7 @@ videos between two cores.
 import logging
 import os
 import pickle
+import threading
 from typing import Callable, Optional, Tuple, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -57,12 +58,17 @@ def run_forked(child: Callable[[], A], parent: Callable[[], B]) -> Tuple[bool, O
     try:
         mine = parent()
     finally:
-        with os.fdopen(
-            read_fd, "rb"
-        ) as pipe:  # read before waiting: the child blocks on a full pipe
+        # Read before waiting: the child blocks on a full pipe.
+        with os.fdopen(read_fd, "rb") as pipe:
             payload = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    if status != 0 or not payload:
-        logger.info("The forked worker ended with status %d; its part is computed here.", status)
-        return False, None, mine
-    return True, pickle.loads(payload), mine
+        if payload:  # all sent: the child's exit (freeing its memory) need not be waited for
+            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+        else:
+            _, status = os.waitpid(pid, 0)
+    if payload:
+        try:
+            return True, pickle.loads(payload), mine
+        except (pickle.UnpicklingError, EOFError):  # cut short: the child died while sending
+            status = -1
+    logger.info("The forked worker ended with status %d; its part is computed here.", status)
+    return False, None, mine
