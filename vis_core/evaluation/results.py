@@ -263,6 +263,11 @@ class PredictionSet:
         return len(self.scores)
 
     @property
+    def num_frames(self) -> np.ndarray:
+        """(P,) int64 number of frames of each prediction (its video's length)."""
+        return np.diff(self._offsets)
+
+    @property
     def segmentations(self) -> list:
         if self._undecoded is not None:
             self.frame_lists(np.arange(len(self)))

@@ -366,7 +366,7 @@ def _areas_ious_matches(gt, preds, jobs, pred_video_rank, cat_index, workers: in
         video id -> ``_match_video``'s output; the areas are stored in ``preds``.
     """
     n_v = len(gt.video_ids)
-    frames = np.bincount(pred_video_rank, weights=np.diff(preds._offsets), minlength=n_v)
+    frames = np.bincount(pred_video_rank, weights=preds.num_frames, minlength=n_v)
     share = np.zeros(n_v, dtype=bool)  # videos of the child
     if workers > 1 and can_fork() and frames.sum() >= _MIN_FRAMES_TO_FORK:
         loads = [0.0, 0.0]
@@ -391,23 +391,24 @@ def _areas_ious_matches(gt, preds, jobs, pred_video_rank, cat_index, workers: in
                     gt.tracks[vid], video["height"], video["width"],
                     det_categories=preds.category_ids[det_idx], min_iou=float(IOU_THRESHOLDS[0]),
                 )  # fmt: skip
+                # The track areas, as PredictionSet.avg_areas computes them.
                 n_on = (det_areas > 0).sum(axis=1)
                 avg = np.divide(det_areas.sum(axis=1), n_on, out=np.zeros(len(n_on)),
-                                where=n_on > 0)  # fmt: skip  # as PredictionSet.avg_areas
+                                where=n_on > 0)  # fmt: skip
                 matches[vid] = _match_video(gt.tracks[vid], cats, spans, ious, avg, cat_index)
         return selected, areas, matches
 
     if not share.any():
         return part(False)[2]
-    child_ok, from_child, (_, _, ious) = run_forked(lambda: part(True), lambda: part(False))
+    child_ok, from_child, (_, _, matches) = run_forked(lambda: part(True), lambda: part(False))
     if not child_ok:
-        ious.update(part(True)[2])  # raises the error the child met, if it had one
-        return ious
-    sel_c, areas_c, ious_c = from_child
+        matches.update(part(True)[2])  # raises the error the child met, if it had one
+        return matches
+    selected_c, areas_c, matches_c = from_child
     if areas_c is not None:
-        preds.set_area_part(sel_c, *areas_c)
-    ious.update(ious_c)
-    return ious
+        preds.set_area_part(selected_c, *areas_c)
+    matches.update(matches_c)
+    return matches
 
 
 def _match_video(tracks, cats, spans, ious, det_avg_area, cat_index):
