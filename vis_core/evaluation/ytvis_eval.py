@@ -14,6 +14,7 @@ P predictions, G ground-truth tracks, D predictions of one (video, category), F 
 import logging
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Dict, List, Optional, Sequence
 
@@ -61,9 +62,15 @@ def _mean_nonzero_area(areas) -> float:
     return float(np.array(kept).mean())
 
 
-def _is_compressed(rle: dict) -> bool:
-    """Whether a ground-truth mask dict is a compressed RLE (str counts) with a size."""
-    return type(rle.get("counts")) is str and "size" in rle
+def _all_compressed(masks: list) -> bool:
+    """Whether every ground-truth mask is a dict with a size and str counts (compressed RLE)."""
+    if not set(map(type, masks)) <= {dict}:
+        return False
+    try:
+        counts_types = set(map(type, map(itemgetter("counts"), masks)))
+    except KeyError:
+        return False
+    return counts_types <= {str} and all(map(dict.__contains__, masks, repeat("size")))
 
 
 @dataclass
@@ -150,7 +157,7 @@ class YTVISGroundTruth:
             h, w = video["height"], video["width"]
             segs = ann["segmentations"]
             present = [s for s in segs if s is not None]
-            if set(map(type, present)) <= {dict} and all(map(_is_compressed, present)):
+            if _all_compressed(present):
                 rles = list(segs)  # compressed RLE or null: nothing to convert
             else:
                 rles = [_gt_rle(seg, h, w, where) for seg in segs]
