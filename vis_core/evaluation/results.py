@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import math
+import mmap
 import numbers
 import os
 import zipfile
@@ -137,9 +138,9 @@ def load_predictions(path: str, gt, source: Optional[str] = None) -> "Prediction
     ``prepare_predictions``. Either way every error names the result.
     """
     source = source or path
-    data = _read_bytes(path, "results file")
     with gc_paused():
         if msgspec is not None:
+            data = _map_file(path, "results file")  # the frames stay in the file's pages
             try:
                 heads = _HEADS_DECODER.decode(data)
             except msgspec.DecodeError:
@@ -156,8 +157,22 @@ def load_predictions(path: str, gt, source: Optional[str] = None) -> "Prediction
                     vids, cats, scores, None, None, offsets, results=results,
                     decode=_RawFrameDecoder(heads, table, results, gt, source),
                 )  # fmt: skip
+        data = _read_bytes(path, "results file")
         results = _check_results_list(_parse_json(data, path, "results file"), path)
         return prepare_predictions(results, gt, source=source)
+
+
+def _map_file(path: str, what: str):
+    """The file's bytes as a read-only memory map (no copy; shared with forked workers).
+
+    Objects that msgspec decodes as ``Raw`` refer into the map, which stays open while they live.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The {what} {path!r} does not exist.")
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""  # an empty file cannot be mapped
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 class _RawResults:
