@@ -5,7 +5,9 @@ them are written down in ``reference/ytvis-metric.md``. This is an independent i
 speed: the spatio-temporal IoU of a video is computed frame by frame with one ``pycocotools.mask.iou`` call
 over all (prediction, ground truth) pairs of that frame, the greedy matching skips predictions that cannot
 match, matchings shared by several area ranges are computed once, and accumulation is vectorised over IoU
-thresholds.
+thresholds and area ranges. With ``workers=2`` a forked child takes about half of the videos: it decodes
+their frames (left undecoded by ``load_predictions``), computes their mask areas, IoUs and matches, and
+sends back only areas and match flags.
 
 Legend: T IoU thresholds (10), R recall points (101), K categories, A area ranges (4), M maxDets (3),
 P predictions, G ground-truth tracks, D predictions of one (video, category), F frames of a video.
