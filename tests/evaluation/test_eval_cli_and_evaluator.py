@@ -203,3 +203,28 @@ def test_load_predictions_typed_generic_and_without_msgspec_agree(case, tmp_path
     assert evaluate(g, load_predictions(str(p), g)).stats == typed
     monkeypatch.setattr(results_mod, "msgspec", None)
     assert evaluate(g, load_predictions(res_path, g)).stats == typed
+
+
+def test_cli_as_a_process_exits_with_its_status(case, tmp_path):
+    # `python -m vis_core.evaluation` leaves its objects to the OS (os._exit): output and status kept.
+    import subprocess
+    import sys
+
+    gt, res, gt_path, res_path = case
+    out = tmp_path / "m.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "vis_core.evaluation", "--gt", gt_path, "--pred", res_path,
+         "--json-out", str(out), "--workers", "2"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "AP50" in run.stdout and "Metrics written to" in run.stdout
+    direct = evaluate_results(copy.deepcopy(res), gt)
+    assert json.loads(out.read_text())["AP"] == pytest.approx(direct.stats["AP"] * 100)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_bad(res, 0, video_id=99999)))
+    run = subprocess.run(
+        [sys.executable, "-m", "vis_core.evaluation", "--gt", gt_path, "--pred", str(bad)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "unknown video id" in run.stderr
