@@ -3,7 +3,7 @@
 
     python projects/VISOLO/benchmark_memory.py \
         --config-file projects/VISOLO/configs/synthvis/VISOLO_R18.yaml \
-        --frames 100 1000 [--video DIR] [--threads 1] [MODEL.WEIGHTS model_final.pth] [opts]
+        --frames 100,1000 [--video DIR] [--threads 1] [MODEL.WEIGHTS model_final.pth] [opts]
 
 Protocol: each length runs in a fresh process, so one run's peak cannot hide another's. The process
 builds the model (random weights unless MODEL.WEIGHTS is given), then streams a video of the given
@@ -35,7 +35,12 @@ DEFAULT_VIDEO_GLOB = "datasets/synthvis/valid/JPEGImages/*"
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument(
+        "--frames",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[100, 1000],
+        help="video lengths, comma-separated",
+    )
     parser.add_argument(
         "--video", default="", help="folder of frames (default: the first synthvis_val video)"
     )
