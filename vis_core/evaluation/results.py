@@ -208,9 +208,10 @@ class _RawFrameDecoder:
         """
         heads = self._heads
         raws = [heads[i].segmentations for i in indices.tolist()]
-        # "[", raw, ",", raw, ..., "]": one copy when joined.
-        pieces = [b","] * (2 * len(raws) + 1) if raws else [b"[", b"]"]
-        pieces[1::2] = raws if raws else [b"]"]
+        if not raws:
+            return [], [], np.zeros(0, dtype=bool)
+        pieces = [b","] * (2 * len(raws) + 1)  # "[", raw, ",", raw, ..., "]": one copy when joined
+        pieces[1::2] = raws
         pieces[0], pieces[-1] = b"[", b"]"
         try:  # one call for all: a per-call overhead of microseconds adds up over many results
             segs, typed = _TRACKS_DECODER.decode(b"".join(pieces)), True
