@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from ytvis_eval_cases import make_case
 
 import vis_core.evaluation.ytvis_eval as ytvis_eval
 from vis_core.evaluation import YTVISGroundTruth, evaluate, evaluate_results, prepare_predictions
-from vis_core.evaluation.forked import can_fork, run_forked
+from vis_core.evaluation.forked import can_fork, run_forked, wait_for_workers
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="needs os.fork")
 
@@ -59,6 +60,9 @@ def test_run_forked_returns_both_values():
     assert run_forked(lambda: np.arange(3), lambda: "parent")[0] is True
     ok, child, parent = run_forked(lambda: {"a": np.ones(2)}, lambda: 5)
     assert ok and parent == 5 and child["a"].tolist() == [1.0, 1.0]
+    wait_for_workers()
+    with pytest.raises(ChildProcessError):  # both children have been reaped
+        os.waitpid(-1, os.WNOHANG)
 
 
 @pytest.mark.parametrize("which", [0, -1])  # a result of the first or of the last video

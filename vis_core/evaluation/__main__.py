@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Optional
 
-from .forked import default_workers
+from .forked import default_workers, wait_for_workers
 from .results import gc_paused, load_predictions
 from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate, format_metrics_table
 
@@ -135,6 +135,7 @@ if __name__ == "__main__":
     # Freeing them one by one before exiting would take a tenth of a second: they are left to the OS.
     gc.disable()
     status = main(keep=[])
+    wait_for_workers()  # long done by now; their CPU time and memory then count as this process's
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -9,14 +9,23 @@ import logging
 import os
 import pickle
 import threading
-from typing import Callable, Optional, Tuple, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 logger = logging.getLogger(__name__)
 
 A = TypeVar("A")
 B = TypeVar("B")
 
-__all__ = ["can_fork", "default_workers", "run_forked"]
+__all__ = ["can_fork", "default_workers", "run_forked", "wait_for_workers"]
+
+
+_REAPERS: List[threading.Thread] = []  # threads waiting for the exit of children that are done
+
+
+def wait_for_workers() -> None:
+    """Wait until every forked worker has exited (so that its resource usage counts as ours)."""
+    while _REAPERS:
+        _REAPERS.pop().join()
 
 
 def can_fork() -> bool:
@@ -62,7 +71,9 @@ def run_forked(child: Callable[[], A], parent: Callable[[], B]) -> Tuple[bool, O
         with os.fdopen(read_fd, "rb") as pipe:
             payload = pipe.read()
         if payload:  # all sent: the child's exit (freeing its memory) need not be waited for
-            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+            reaper = threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True)
+            reaper.start()
+            _REAPERS.append(reaper)
         else:
             _, status = os.waitpid(pid, 0)
     if payload:
