@@ -9,41 +9,44 @@ Public API:
     YTVISGroundTruth, YTVISEvalResult, prepare_predictions, video_output_to_results, write_results.
 """
 
-from .results import (
-    PredictionSet,
-    encode_track_masks,
-    load_predictions,
-    load_results,
-    prepare_predictions,
-    video_output_to_results,
-    write_results,
-)
-from .ytvis_eval import (
-    AREA_LABELS,
-    AREA_RANGES,
-    IOU_THRESHOLDS,
-    MAX_DETS,
-    RECALL_THRESHOLDS,
-    YTVISEvalResult,
-    YTVISGroundTruth,
-    evaluate,
-    evaluate_results,
-    format_metrics_table,
-)
+import importlib
+
+# Imported on first use, so that `python -m vis_core.evaluation` can configure the process before
+# numpy loads, and YTVISEvaluator (detectron2, torch) and HOTA (trackeval) cost nothing until used.
+_EXPORTS = {
+    "PredictionSet": ".results",
+    "encode_track_masks": ".results",
+    "load_predictions": ".results",
+    "load_results": ".results",
+    "prepare_predictions": ".results",
+    "video_output_to_results": ".results",
+    "write_results": ".results",
+    "AREA_LABELS": ".ytvis_eval",
+    "AREA_RANGES": ".ytvis_eval",
+    "IOU_THRESHOLDS": ".ytvis_eval",
+    "MAX_DETS": ".ytvis_eval",
+    "RECALL_THRESHOLDS": ".ytvis_eval",
+    "YTVISEvalResult": ".ytvis_eval",
+    "YTVISGroundTruth": ".ytvis_eval",
+    "evaluate": ".ytvis_eval",
+    "evaluate_results": ".ytvis_eval",
+    "format_metrics_table": ".ytvis_eval",
+    "YTVISEvaluator": ".evaluator",
+    "evaluate_hota": ".hota",
+}
 
 
 def __getattr__(name):
-    # YTVISEvaluator needs detectron2 (and torch); the metric core and the CLI do not, so it is
-    # imported on first use only.
-    if name == "YTVISEvaluator":
-        from .evaluator import YTVISEvaluator
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
-        return YTVISEvaluator
-    if name == "evaluate_hota":  # trackeval itself is imported only when HOTA is computed
-        from .hota import evaluate_hota
 
-        return evaluate_hota
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 __all__ = [

@@ -18,11 +18,12 @@ import math
 import os
 import sys
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .forked import default_workers, wait_for_workers
-from .results import gc_paused, load_predictions
-from .ytvis_eval import YTVISEvalResult, YTVISGroundTruth, evaluate, format_metrics_table
+
+if TYPE_CHECKING:
+    from .ytvis_eval import YTVISEvalResult
 
 logger = logging.getLogger("vis_core.evaluation")
 
@@ -33,7 +34,7 @@ def _finite_or_none(v: float):
     return None if v is None or math.isnan(v) else v
 
 
-def metrics_dict(result: YTVISEvalResult, hota: Optional[dict] = None) -> dict:
+def metrics_dict(result: "YTVISEvalResult", hota: Optional[dict] = None) -> dict:
     """The metrics as written by ``--json-out``: percent, None where undefined.
 
     Args:
@@ -50,7 +51,7 @@ def metrics_dict(result: YTVISEvalResult, hota: Optional[dict] = None) -> dict:
     return out
 
 
-def metrics_to_json(result: YTVISEvalResult, path: str, hota: Optional[dict] = None) -> None:
+def metrics_to_json(result: "YTVISEvalResult", path: str, hota: Optional[dict] = None) -> None:
     """Write ``metrics_dict(result, hota)`` to ``path`` (through a temporary file, never partially)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
@@ -91,6 +92,10 @@ def main(argv=None, keep: Optional[list] = None) -> int:
             freed when this returns (a process about to exit leaves them to the OS).
     """
     args = build_parser().parse_args(argv)
+    # numpy is imported here, after the __main__ block below has set its thread count.
+    from .results import gc_paused, load_predictions
+    from .ytvis_eval import YTVISGroundTruth, evaluate, format_metrics_table
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     try:
@@ -134,6 +139,8 @@ if __name__ == "__main__":
     # would only run full passes over them (twice as the collector is re-enabled), so it stays off.
     # Freeing them one by one before exiting would take a tenth of a second: they are left to the OS.
     gc.disable()
+    # No linear algebra here: a pool of idle BLAS threads only slows numpy's import and exit.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     status = main(keep=[])
     wait_for_workers()  # long done by now; their CPU time and memory then count as this process's
     sys.stdout.flush()
