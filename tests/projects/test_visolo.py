@@ -457,3 +457,17 @@ def test_benchmark_memory_plays_the_video_forwards_and_backwards():
 
     assert benchmark_memory._ping_pong(3, 9) == [0, 1, 2, 1, 0, 1, 2, 1, 0]
     assert benchmark_memory._ping_pong(1, 3) == [0, 0, 0]
+
+
+def test_memory_transformed_once_per_frame_reads_the_same():
+    from visolo.memory import TemporalAggregation
+
+    torch.manual_seed(0)
+    agg = TemporalAggregation(32, "GN").eval()
+    sim, feat, mem = (
+        torch.randn(2, 24, 3 * 24),
+        torch.randn(2, 32, 4, 6),
+        torch.randn(2, 3, 32, 4, 6),
+    )
+    one_by_one = torch.cat([agg.transform(mem[:, m : m + 1]) for m in range(3)], dim=1)
+    assert torch.allclose(agg(sim, feat, mem), agg.read(sim, feat, one_by_one), atol=1e-5)

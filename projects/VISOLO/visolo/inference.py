@@ -34,12 +34,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class MemoryEntry:
-    """What one memory frame contributes: reference embeddings of its key map and its grid features."""
+    """What one memory frame contributes: reference embeddings of its key map and its grid features,
+    transformed once by the temporal aggregation's conv when the frame enters the memory."""
 
     frame: int
     ref: torch.Tensor  # (1, D, G) reference embedding of the key map K
-    cat_feat: torch.Tensor  # (1, E, S_h, S_w) category feature Cf
-    kernel_feat: torch.Tensor  # (1, E, S_h, S_w) mask (kernel) feature Mf
+    cat_value: (
+        torch.Tensor
+    )  # (1, E, S_h, S_w) conv(Cf), the category feature as aggregation reads it
+    kernel_value: torch.Tensor  # (1, E, S_h, S_w) conv(Mf), the same for the mask (kernel) feature
 
 
 class MemoryQueue:

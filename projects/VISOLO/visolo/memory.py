@@ -67,28 +67,40 @@ class TemporalAggregation(nn.Module):
         self.conv = conv_block(dim, dim, 3, norm, relu=False)
         init_msra(self)
 
-    def forward(
-        self, sim: torch.Tensor, feat: torch.Tensor, mem_feat: torch.Tensor
-    ) -> torch.Tensor:
+    def transform(self, mem_feat: torch.Tensor) -> torch.Tensor:
+        """The conv applied to memory features, (B, M, E, S_h, S_w) -> the same shape.
+
+        Each frame is transformed on its own (GN normalises per frame), so streaming inference stores a
+        frame's transformed features once, when it enters the memory, instead of recomputing them for
+        every later frame.
         """
+        b, m, e, sh, sw = mem_feat.shape
+        return self.conv(mem_feat.reshape(b * m, e, sh, sw)).reshape(b, m, e, sh, sw)
+
+    def read(self, sim: torch.Tensor, feat: torch.Tensor, mem_value: torch.Tensor) -> torch.Tensor:
+        """F_t + softmax(Sim) * value, with the memory's already transformed features.
+
         Args:
             sim: (B, G, M*G) similarity logits of the current cells to the memory cells, memory frame-major.
             feat: (B, E, S_h, S_w) the current frame's feature.
-            mem_feat: (B, M, E, S_h, S_w) the memory frames' features.
+            mem_value: (B, M, E, S_h, S_w) :meth:`transform` of the memory frames' features.
         Returns:
             (B, E, S_h, S_w).
         """
-        b, m, e, sh, sw = mem_feat.shape
+        b, m, e, sh, sw = mem_value.shape
         if sim.shape != (b, sh * sw, m * sh * sw):
             raise ValueError(
                 f"TemporalAggregation: sim has shape {tuple(sim.shape)}, expected {(b, sh * sw, m * sh * sw)}"
             )
-        mem = self.conv(mem_feat.reshape(b * m, e, sh, sw))  # (B*M, E, S_h, S_w)
-        mem = (
-            mem.reshape(b, m, e, sh * sw).permute(0, 1, 3, 2).reshape(b, m * sh * sw, e)
-        )  # (B, M*G, E)
-        read = torch.bmm(F.softmax(sim, dim=2), mem)  # (B, G, E)
+        value = mem_value.reshape(b, m, e, sh * sw).permute(0, 1, 3, 2)  # (B, M, G, E)
+        read = torch.bmm(F.softmax(sim, dim=2), value.reshape(b, m * sh * sw, e))  # (B, G, E)
         return feat + read.transpose(1, 2).reshape(b, e, sh, sw)
+
+    def forward(
+        self, sim: torch.Tensor, feat: torch.Tensor, mem_feat: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`read` of the :meth:`transform` of ``mem_feat`` (B, M, E, S_h, S_w)."""
+        return self.read(sim, feat, self.transform(mem_feat))
 
 
 def reweighting_weights(sims: list) -> torch.Tensor:

@@ -232,19 +232,25 @@ class VISOLO(nn.Module):
         }
 
     def aggregate(
-        self, sim: torch.Tensor, cat_feat, kernel_feat, mem_cat, mem_kernel
+        self, sim: torch.Tensor, cat_feat, kernel_feat, mem_cat, mem_kernel, transformed=False
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Temporal aggregation of Cf and Mf (each where enabled).
 
         Args:
             sim: (B, G, M*G) similarity of the current cells (query) to the memory cells.
             cat_feat, kernel_feat: (B, E, S_h, S_w); mem_cat, mem_kernel: (B, M, E, S_h, S_w).
+            transformed: the memory features are already ``aggregation.transform``-ed.
         """
+        read = self.aggregation.read if transformed else self.aggregation
         if self.aggregate_category:
-            cat_feat = self.aggregation(sim, cat_feat, mem_cat)
+            cat_feat = read(sim, cat_feat, mem_cat)
         if self.aggregate_mask:
-            kernel_feat = self.aggregation(sim, kernel_feat, mem_kernel)
+            kernel_feat = read(sim, kernel_feat, mem_kernel)
         return cat_feat, kernel_feat
+
+    def memory_values(self, feat: torch.Tensor, enabled: bool) -> torch.Tensor:
+        """(1, E, S_h, S_w) -> what the memory keeps of it: transformed for aggregation, raw if unused."""
+        return self.aggregation.transform(feat[:, None])[:, 0] if enabled else feat
 
     # ------------------------------------------------------------------ forward
     def forward(self, batched_inputs: List[dict]):
@@ -396,19 +402,19 @@ class VISOLO(nn.Module):
         feats = self.frame_features(images.tensor)
         query, ref = self.matching.embed(feats["key"])  # (1, G, D), (1, D, G)
         memory = state.memory.entries
-        if memory:
-            mem_ref = torch.cat([m.ref for m in memory], dim=2)  # (1, D, M*G)
-            mem_cat = torch.stack([m.cat_feat for m in memory], dim=1)  # (1, M, E, S_h, S_w)
-            mem_kernel = torch.stack([m.kernel_feat for m in memory], dim=1)
-        else:  # the first frame reads itself (official code)
-            mem_ref, mem_cat, mem_kernel = (
-                ref,
-                feats["cat_feat"][:, None],
-                feats["kernel_feat"][:, None],
-            )
+        entry = MemoryEntry(
+            state.frame_idx,
+            ref,
+            self.memory_values(feats["cat_feat"], self.aggregate_category),
+            self.memory_values(feats["kernel_feat"], self.aggregate_mask),
+        )
+        reads = memory or [entry]  # the first frame reads itself (official code)
+        mem_ref = torch.cat([m.ref for m in reads], dim=2)  # (1, D, M*G)
+        mem_cat = torch.stack([m.cat_value for m in reads], dim=1)  # (1, M, E, S_h, S_w)
+        mem_kernel = torch.stack([m.kernel_value for m in reads], dim=1)
         sim = torch.bmm(query, mem_ref)  # (1, G, M*G)
         cat_feat, kernel_feat = self.aggregate(
-            sim, feats["cat_feat"], feats["kernel_feat"], mem_cat, mem_kernel
+            sim, feats["cat_feat"], feats["kernel_feat"], mem_cat, mem_kernel, transformed=True
         )
         class_probs = self.category_post(cat_feat).sigmoid().flatten(2)[0].t()  # (G, K)
         kernels = self.kernel_post(kernel_feat).flatten(2)[0].t()  # (G, E)
@@ -423,7 +429,7 @@ class VISOLO(nn.Module):
             class_probs, kernels, feats["mask_feat"][0], size, weights, **self.decode_args
         )
         track_ids = self._link(state, dets, query, ref)
-        state.memory.add(MemoryEntry(state.frame_idx, ref, feats["cat_feat"], feats["kernel_feat"]))
+        state.memory.add(entry)
         return dets, track_ids
 
     def _link(self, state: VISOLOState, dets: FrameDetections, query, ref) -> List[int]:
