@@ -80,10 +80,34 @@ class _GTTrack:
     ann_id: int
     category_id: int
     iscrowd: bool
-    avg_area: float
+    avg_area: Optional[float]  # None until computed from the masks (a file without 'areas')
     rles: List[Optional[dict]]  # F' entries (compressed RLE or None); F' is normally F
-    mask_areas: np.ndarray  # (F',) int64 pixel area per frame, 0 where None
+    mask_areas: Optional[
+        np.ndarray
+    ]  # (F',) int64 area per frame, 0 where None; None until computed
     sizes_ok: bool  # every present RLE has the video's size
+
+
+def compute_mask_areas(tracks: Sequence[_GTTrack]) -> None:
+    """Per-frame mask areas (and track areas the file does not give) of the tracks that lack them.
+
+    One pycocotools call for all; done for the tracks of a video by the process that evaluates it.
+    """
+    todo = [t for t in tracks if t.mask_areas is None]
+    if not todo:
+        return
+    present = [[r for r in t.rles if r is not None] for t in todo]
+    flat = [r for p in present for r in p]
+    areas = mask_util.area(flat) if flat else np.zeros(0, dtype=np.int64)
+    start = 0
+    for track, masks in zip(todo, present):
+        track.mask_areas = np.zeros(len(track.rles), dtype=np.int64)
+        track.mask_areas[[i for i, r in enumerate(track.rles) if r is not None]] = areas[
+            start : start + len(masks)
+        ]
+        start += len(masks)
+        if track.avg_area is None:
+            track.avg_area = _mean_nonzero_area(track.mask_areas.tolist())
 
 
 class YTVISGroundTruth:
@@ -139,8 +163,7 @@ class YTVISGroundTruth:
         cat_set = set(self.category_ids)
         seen_ids = set()
         skipped = 0
-        computed_areas: List[_GTTrack] = []
-        pending = []  # (track, its present masks) waiting for their areas
+        computed_areas = 0
         for ann in annotations:
             ann_id = ann.get("id")
             where = f"{self.source}: annotation {ann_id}"
@@ -170,24 +193,15 @@ class YTVISGroundTruth:
                     "%s: annotation id 0 in video %s; like the official API, no prediction is ever "
                     "counted as matching it.", self.source, vid,
                 )  # fmt: skip
-            track = _GTTrack(ann_id, ann["category_id"], bool(ann["iscrowd"]), 0.0, rles,
-                             np.zeros(len(rles), dtype=np.int64), sizes_ok)  # fmt: skip
+            avg_area = None  # computed from the masks with them (compute_mask_areas)
             if ann.get("areas") is not None:
-                track.avg_area = _mean_nonzero_area(ann["areas"])
+                avg_area = _mean_nonzero_area(ann["areas"])
             else:
-                computed_areas.append(track)
-            pending.append((track, present))
-            self.tracks[vid].append(track)
-        # The per-frame mask areas of every track in one pycocotools call.
-        flat = [r for _, present in pending for r in present]
-        areas = mask_util.area(flat) if flat else np.zeros(0)
-        start = 0
-        for track, present in pending:
-            idx = [i for i, r in enumerate(track.rles) if r is not None]
-            track.mask_areas[idx] = areas[start : start + len(present)]
-            start += len(present)
-        for track in computed_areas:
-            track.avg_area = _mean_nonzero_area(track.mask_areas.tolist())
+                computed_areas += 1
+            self.tracks[vid].append(
+                _GTTrack(ann_id, ann["category_id"], bool(ann["iscrowd"]), avg_area, rles, None,
+                         sizes_ok)  # fmt: skip
+            )
         if skipped:
             logger.info(
                 "%s: %d annotations of videos or categories not listed in the file are not evaluated.",
@@ -195,8 +209,8 @@ class YTVISGroundTruth:
             )  # fmt: skip
         if computed_areas:
             logger.warning(
-                "%s: %d annotations have no 'areas'; their track areas were computed from the masks.",
-                self.source, len(computed_areas),
+                "%s: %d annotations have no 'areas'; their track areas are computed from the masks.",
+                self.source, computed_areas,
             )  # fmt: skip
 
 
@@ -245,6 +259,7 @@ def video_track_ious(
     if num_d == 0 or num_g == 0:
         return ious
     num_f = det_areas.shape[1]
+    compute_mask_areas(gt_tracks)
     # Frames beyond a ground-truth track's own length are not compared (zip to the shorter list).
     gt_len = np.array([min(len(g.rles), num_f) for g in gt_tracks])
     gt_areas = np.zeros((num_g, num_f), dtype=np.int64)
@@ -436,6 +451,7 @@ def _match_video(tracks, cats, spans, ious, det_avg_area, cat_index):
     lo = np.array([r[0] for r in AREA_RANGES])[:, None]  # (A, 1)
     hi = np.array([r[1] for r in AREA_RANGES])[:, None]
     det_oor = (det_avg_area[None, :] < lo) | (det_avg_area[None, :] > hi)  # (A, D)
+    compute_mask_areas(tracks)
     g_cat = np.array([cat_index[g.category_id] for g in tracks])
     g_crowd = np.array([g.iscrowd for g in tracks])
     g_area = np.array([g.avg_area for g in tracks])
