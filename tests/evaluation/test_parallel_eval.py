@@ -59,13 +59,24 @@ def test_failed_worker_part_is_computed_in_the_parent(monkeypatch):
     _assert_same(serial, evaluate_results(copy.deepcopy(res), copy.deepcopy(gt), workers=2))
 
 
-def test_run_forked_returns_both_values():
+def test_run_forked_returns_both_values(monkeypatch):
+    pids, fork = [], os.fork
+
+    def recording_fork():
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording_fork)
     assert run_forked(lambda: np.arange(3), lambda: "parent")[0] is True
     ok, child, parent = run_forked(lambda: {"a": np.ones(2)}, lambda: 5)
     assert ok and parent == 5 and child["a"].tolist() == [1.0, 1.0]
     wait_for_workers()
-    with pytest.raises(ChildProcessError):  # both children have been reaped
-        os.waitpid(-1, os.WNOHANG)
+    assert len(pids) == 2
+    for pid in pids:  # both children have been reaped (other tests' children may still live)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 @pytest.mark.parametrize("which", [0, -1])  # a result of the first or of the last video
