@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job, end to end on a fresh machine (CPU, about 15 minutes on 2 cores):
+# The main job, end to end on a fresh machine (CPU; 10 min 6 s measured on 2 cores after set-up, which
+# takes about 12 minutes the first time):
 #   set up the environment (install.sh), generate the synthetic data set synthvis, train VISOLO on
 #   synthvis_train, evaluate it on synthvis_val (temporal mAP table, results.json), and draw its tracks
 #   on a validation video (mp4 + contact sheet).
