@@ -1,0 +1,86 @@
+"""Each project's train_net.py, as a user runs it: train, --resume, --eval-only, wrong weights."""
+
+import os
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import default_argument_parser
+from detectron2.modeling import build_model
+
+from tests.conftest import write_tiny_ytvis
+from vis_core.data import register_ytvis_instances
+from vis_core.engine.project import load_train_net
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROJECTS = {
+    "VISOLO": (
+        "projects/VISOLO/configs/synthvis/VISOLO_R18.yaml",
+        ["MODEL.VISOLO.HIDDEN_DIM", "32", "MODEL.VISOLO.TRACK_DIM", "32",
+         "MODEL.VISOLO.GRID_NUM", "[4, 6]", "MODEL.VISOLO.NUM_CLASSES", "2"],
+    ),
+    "Mask2Former_VIS": (
+        "projects/Mask2Former_VIS/configs/synthvis/Mask2Former_VIS_R18.yaml",
+        ["MODEL.MASK2FORMER_VIS.NUM_CLASSES", "2", "MODEL.MASK2FORMER_VIS.NUM_QUERIES", "6",
+         "MODEL.MASK2FORMER_VIS.HIDDEN_DIM", "64", "MODEL.MASK2FORMER_VIS.DIM_FEEDFORWARD", "64",
+         "MODEL.MASK2FORMER_VIS.DEC_LAYERS", "3", "MODEL.MASK2FORMER_VIS.TRAIN_NUM_POINTS", "64",
+         "MODEL.MASK2FORMER_VIS.PIXEL_DECODER.CONVS_DIM", "64",
+         "MODEL.MASK2FORMER_VIS.PIXEL_DECODER.MASK_DIM", "64",
+         "MODEL.MASK2FORMER_VIS.PIXEL_DECODER.ENC_LAYERS", "1",
+         "MODEL.MASK2FORMER_VIS.PIXEL_DECODER.ENC_DIM_FEEDFORWARD", "64"],
+    ),
+}  # fmt: skip
+
+
+def _args(config, opts, *flags):
+    return default_argument_parser().parse_args(["--config-file", config, *flags, *opts])
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
+    name = f"launcher_tiny_{project}"
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+    json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / "data"), num_videos=2)
+    register_ytvis_instances(name, {}, json_path, image_root)
+    config, tiny = PROJECTS[project]
+    config = os.path.join(REPO, config)
+    out = str(tmp_path / "out")
+    opts = tiny + [
+        "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)",
+        "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64",
+        "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "1",
+        "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
+        "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", out,
+    ]  # fmt: skip
+    train_net = load_train_net(config)
+
+    train_net.main(_args(config, opts))  # trains, then evaluates on DATASETS.TEST
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))
+    results_json = os.path.join(out, "inference", name, "results.json")
+    assert os.path.isfile(results_json)
+    os.remove(results_json)
+
+    # --resume with a longer schedule starts after the last checkpoint, not from scratch: the
+    # checkpoints of iterations 0 and 1 are not written again.
+    first = os.path.join(out, "model_0000000.pth")
+    stamp = os.path.getmtime(first)
+    train_net.main(_args(config, opts + ["SOLVER.MAX_ITER", "3"], "--resume"))
+    assert os.path.getmtime(first) == stamp
+    assert torch.load(os.path.join(out, "model_final.pth"), weights_only=False)["iteration"] == 2
+
+    weights = ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
+    results = train_net.main(_args(config, opts + weights, "--eval-only"))
+    assert set(results["segm"]) >= {"AP", "AP50", "AP75", "AR1", "AR10"}
+    assert os.path.isfile(results_json)
+
+    # Weights of the other project are refused with a message, not evaluated with random heads.
+    other = next(p for p in PROJECTS if p != project)
+    other_cfg, other_tiny = PROJECTS[other]
+    other_net = load_train_net(os.path.join(REPO, other_cfg))
+    other_model = build_model(other_net.setup_cfg(os.path.join(REPO, other_cfg), other_tiny))
+    path = str(tmp_path / "other.pth")
+    torch.save({"model": other_model.state_dict()}, path)
+    with pytest.raises(ValueError, match="do not fit"):
+        train_net.main(_args(config, opts + ["MODEL.WEIGHTS", path], "--eval-only"))

@@ -1,0 +1,51 @@
+"""What every project's train_net.py does, once: build the config, then train or evaluate under
+detectron2's ``launch`` (--num-gpus, --num-machines, --resume, --eval-only, opts)."""
+
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+
+from vis_core.config import add_vis_config
+
+from .checkpoint import load_inference_weights
+from .trainer import VideoTrainer
+
+__all__ = ["build_video_cfg", "launch_train_net", "train_or_evaluate"]
+
+
+def build_video_cfg(config_file, opts, add_method_config):
+    """The frozen config of ``config_file`` with ``opts`` applied: detectron2's defaults, vis_core's
+    shared keys, then the method's own keys (``add_method_config(cfg)``). No side effects."""
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_method_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg
+
+
+def train_or_evaluate(cfg, args):
+    """``--eval-only``: load MODEL.WEIGHTS (or the last checkpoint with ``--resume``), refusing weights
+    that do not fit the model, and evaluate on DATASETS.TEST; otherwise train (resuming with
+    ``--resume``) and evaluate at the end."""
+    default_setup(cfg, args)
+    if args.eval_only:
+        model = VideoTrainer.build_model(cfg)
+        load_inference_weights(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
+        return VideoTrainer.test(cfg, model)
+    trainer = VideoTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def launch_train_net(main, argv=None):
+    """Parse detectron2's standard train_net arguments and run ``main(args)`` on every process."""
+    args = default_argument_parser().parse_args(argv)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
