@@ -77,9 +77,9 @@ def _reset_peak_rss():
 def run_case(args):
     """Measure one case in this process; prints one JSON line."""
     import torch
-    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
+    from vis_core.engine import load_inference_weights
     from vis_core.engine.project import setup_project_cfg
 
     torch.set_num_threads(args.threads)
@@ -91,7 +91,7 @@ def run_case(args):
     cfg = setup_project_cfg(args.config_file, opts)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_inference_weights(model, cfg.MODEL.WEIGHTS)
     g = torch.Generator().manual_seed(0)
     images = [
         torch.randint(0, 256, (3, args.height, args.width), generator=g, dtype=torch.uint8)

@@ -68,6 +68,7 @@ def run_length(args):
     """Stream one video of ``args.run_length`` frames in this process; prints one JSON line."""
     import cv2
     import torch
+    from detectron2.modeling import build_model
 
     from vis_core.data import YTVISDatasetMapper
     from vis_core.engine import load_inference_weights
@@ -75,7 +76,7 @@ def run_length(args):
 
     torch.set_num_threads(args.threads)
     cfg = setup_project_cfg(args.config_file, list(args.opts) + ["MODEL.DEVICE", "cpu"])
-    model = __import__("detectron2.modeling", fromlist=["build_model"]).build_model(cfg).eval()
+    model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         load_inference_weights(model, cfg.MODEL.WEIGHTS)
     mapper = YTVISDatasetMapper(cfg, is_train=False)
