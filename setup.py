@@ -2,8 +2,10 @@
 """Installs vis_core, the shared core of the VIS project collection.
 
 The compiled ops (``vis_core._C``, sources in ``vis_core/csrc``) are built where a CUDA toolkit is
-found; set ``VIS_CORE_NO_CUDA_OPS=1`` to skip them. A failed build never fails the install: every op
-has a pure-PyTorch twin that vis_core uses when ``_C`` is missing.
+found; set ``VIS_CORE_NO_CUDA_OPS=1`` to skip them. ``vis_core._rle`` (``vis_core/csrc/rle``: mask
+areas and intersections for the evaluator, plain C++ without torch so that the evaluation command
+line does not import torch) is built everywhere; set ``VIS_CORE_NO_CPU_OPS=1`` to skip it. A failed
+build never fails the install: every op has a pure-Python/PyTorch twin that vis_core uses instead.
 """
 
 import glob
@@ -12,7 +14,7 @@ import os
 import re
 import subprocess
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 logger = logging.getLogger("vis_core.setup")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +48,23 @@ def _cuda_library_dirs(cuda_home):
     return [os.path.normpath(d) for d in found if glob.glob(os.path.join(d, "libcudart.so*"))]
 
 
+RLE_CSRC = os.path.join("vis_core", "csrc", "rle")
+
+
+def get_cpu_extensions():
+    """vis_core._rle (no torch, no CUDA), or [] with VIS_CORE_NO_CPU_OPS=1."""
+    if os.environ.get("VIS_CORE_NO_CPU_OPS", "0") == "1":
+        return []
+    return [
+        Extension(
+            "vis_core._rle",
+            sorted(glob.glob(os.path.join(RLE_CSRC, "*.cpp"))),
+            extra_compile_args=["-O3"],
+            language="c++",
+        )
+    ]
+
+
 def get_extensions():
     """The CUDA extension vis_core._C, or [] where it cannot or should not be built."""
     if os.environ.get("VIS_CORE_NO_CUDA_OPS", "0") == "1":
@@ -58,6 +77,7 @@ def get_extensions():
     sources = sorted(
         glob.glob(os.path.join(csrc, "*.cpp")) + glob.glob(os.path.join(csrc, "*", "*.cpp"))
     )
+    sources = [s for s in sources if not s.startswith(RLE_CSRC)]  # vis_core._rle's
     cuda_sources = sorted(glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
     if CUDA_HOME is None or not cuda_sources:
         return []
@@ -82,11 +102,13 @@ def get_extensions():
 def get_cmdclass():
     try:
         from torch.utils.cpp_extension import BuildExtension
-    except ImportError:
-        return {}
 
-    class TolerantBuildExtension(BuildExtension):
-        """Builds vis_core._C, but lets the install go on without it if compilation fails."""
+        base = BuildExtension.with_options(use_ninja=False)
+    except ImportError:  # only vis_core._rle is built
+        from setuptools.command.build_ext import build_ext as base
+
+    class TolerantBuildExtension(base):
+        """Builds the extensions, but lets the install go on without one whose compilation fails."""
 
         failed = ()
 
@@ -101,13 +123,14 @@ def get_cmdclass():
             except Exception as error:  # noqa: BLE001 - any compiler failure; the twin takes over
                 self.failed = (*self.failed, ext.name)
                 logger.warning(
-                    "vis_core: building %s failed (%s); vis_core will use the pure-PyTorch ops. "
-                    "Set VIS_CORE_NO_CUDA_OPS=1 to skip the build.",
+                    "vis_core: building %s failed (%s); vis_core will use the pure-Python/PyTorch "
+                    "ops. Set VIS_CORE_NO_CUDA_OPS=1 (vis_core._C) or VIS_CORE_NO_CPU_OPS=1 "
+                    "(vis_core._rle) to skip the build.",
                     ext.name,
                     error,
                 )
 
-    return {"build_ext": TolerantBuildExtension.with_options(use_ninja=False)}
+    return {"build_ext": TolerantBuildExtension}
 
 
 setup(
@@ -131,6 +154,6 @@ setup(
         "tabulate",
     ],
     extras_require={"dev": ["pytest>=7", "black>=23", "ruff>=0.4"]},
-    ext_modules=get_extensions(),
+    ext_modules=get_cpu_extensions() + get_extensions(),
     cmdclass=get_cmdclass(),
 )

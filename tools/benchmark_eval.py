@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Benchmark of vis_core.evaluation on synthetic cases shaped like YouTube-VIS 2021 valid and OVIS valid.
 
-    python tools/benchmark_eval.py --case ytvis2021 [--out-dir /tmp/vis_bench] [--seed 0] [--repeat 3]
+    python tools/benchmark_eval.py --case ytvis2021 [--out-dir /tmp] [--seed 0] [--repeat 3]
         [--workers N]
     python tools/benchmark_eval.py --case ovis --compare-cmd "python my_official_run.py {gt} {pred}"
 
-Generates (once, cached in --out-dir) a ground-truth JSON and a results.json:
+Generates (once, cached in OUT_DIR/vis_bench_<case>_<seed>) a ground-truth JSON and a results.json:
   ytvis2021: 421 videos of 10-36 frames at 360x640 (a tenth at 720x1280), 1-5 objects per video in
              40 categories, 100 predicted tracks per video (42,100 in all);
   ovis:      140 videos of 20-100 frames at 360x640 (a fifth at 720x1280), 2-10 objects in 25
@@ -188,7 +188,9 @@ def _summary(name: str, runs: List[dict]) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", choices=sorted(CASES), default="ytvis2021")
-    parser.add_argument("--out-dir", default=None, help="where the case is cached")
+    parser.add_argument(
+        "--out-dir", default="/tmp", help="cases are cached in OUT_DIR/vis_bench_<case>_<seed>"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs (fresh process each)")
     parser.add_argument(
@@ -201,7 +203,7 @@ def main(argv=None):
         " ({gt} and {pred} are replaced by the paths)",
     )
     args = parser.parse_args(argv)
-    out_dir = args.out_dir or os.path.join("/tmp", f"vis_bench_{args.case}_{args.seed}")
+    out_dir = os.path.join(args.out_dir, f"vis_bench_{args.case}_{args.seed}")
     gt_path, res_path = os.path.join(out_dir, "gt.json"), os.path.join(out_dir, "results.json")
     if not (os.path.isfile(gt_path) and os.path.isfile(res_path)):
         t = time.perf_counter()

@@ -55,7 +55,7 @@ def result(vid, cat, score, masks):
     }
 
 
-def test_iou_hand_computed_partial_overlap_and_absent_frame():
+def test_iou_hand_computed_partial_overlap_and_absent_frame(rle_backend):
     # frame 0: gt 4x4=16 px, det shifted by 2 columns: inter 8, union 24
     # frame 1: gt absent, det 4 px: union += 4
     # frame 2: both absent: nothing; frame 3: gt 9 px, det empty RLE (counts like null): union += 9
@@ -150,7 +150,7 @@ def test_ties_in_scores_are_ordered_by_video_then_file_position():
     assert a.stats["AP"] == pytest.approx(ref["AP"], abs=1e-12)
 
 
-def test_crowd_absorbs_detections_which_are_ignored():
+def test_crowd_absorbs_detections_which_are_ignored(rle_backend):
     person = [box(0, 4, 0, 4)]
     crowd = [box(5, 10, 0, 10)]
     gt = gt_json([(1, 1, person, 0), (1, 1, crowd, 1)], 1)
@@ -183,7 +183,7 @@ def test_maxdets_per_video_and_category():
     assert res.stats["AR1"] == 0.0 and res.stats["AR10"] == pytest.approx(1.0)
 
 
-def test_mixed_rle_sizes_in_ground_truth_add_nothing():
+def test_mixed_rle_sizes_in_ground_truth_add_nothing(rle_backend):
     # A gt frame whose RLE has another size than the video: that frame adds 0 to both sums.
     g = [box(0, 4, 0, 4), box(0, 4, 0, 4, h=H + 2, w=W)]
     gt = YTVISGroundTruth(gt_json([(1, 1, g, 0)], 2))
@@ -196,7 +196,7 @@ def test_mixed_rle_sizes_in_ground_truth_add_nothing():
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_agrees_with_slow_reference_on_random_cases(seed):
+def test_agrees_with_slow_reference_on_random_cases(seed, rle_backend):
     gt, res = make_case(1000 + seed)
     ref_stats, ref_prec = reference_eval(gt, res)
     fast = evaluate_results(copy.deepcopy(res), copy.deepcopy(gt))
@@ -205,7 +205,7 @@ def test_agrees_with_slow_reference_on_random_cases(seed):
     np.testing.assert_allclose(fast.precision, ref_prec, atol=1e-9)
 
 
-def test_reference_track_iou_matches_fast_iou_on_random_tracks():
+def test_reference_track_iou_matches_fast_iou_on_random_tracks(rle_backend):
     rng = np.random.default_rng(0)
     for _ in range(20):
         t = int(rng.integers(1, 5))
@@ -223,7 +223,7 @@ def test_reference_track_iou_matches_fast_iou_on_random_tracks():
         assert fast == track_iou(as_bool, g_bool)
 
 
-def test_uncompressed_rle_and_polygon_ground_truth_accepted():
+def test_uncompressed_rle_and_polygon_ground_truth_accepted(rle_backend):
     m = box(2, 6, 2, 6)
     gt = gt_json([(1, 1, [m], 0)], 1)
     gt["annotations"][0]["segmentations"] = [[[2, 2, 6, 2, 6, 6, 2, 6]]]  # polygon
@@ -236,7 +236,7 @@ def test_uncompressed_rle_and_polygon_ground_truth_accepted():
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_iou_windows_and_pruning_do_not_change_results(seed, monkeypatch):
+def test_iou_windows_and_pruning_do_not_change_results(seed, monkeypatch, rle_backend):
     # One frame per pycocotools call (many windows), and no pruning below 0.5: the same numbers.
     import vis_core.evaluation.ytvis_eval as ytvis_eval
 

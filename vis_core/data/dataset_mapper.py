@@ -178,8 +178,14 @@ class YTVISDatasetMapper:
             frames = [f[:, :, ::-1] for f in frames]
         h, w = frames[0].shape[:2]
         images, _ = self._transform_frames(frames)
-        return {"image": images, "frame_idx": list(range(len(frames))), "height": h, "width": w,
-                "length": len(frames), "video_id": video_id}
+        return {
+            "image": images,
+            "frame_idx": list(range(len(frames))),
+            "height": h,
+            "width": w,
+            "length": len(frames),
+            "video_id": video_id,
+        }
 
     def _read_frame(self, d, t):
         image = utils.read_image(d["file_names"][t], format=self.image_format)

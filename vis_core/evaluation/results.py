@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, TypedDict
 import numpy as np
 from pycocotools import mask as mask_util
 
+from . import compiled
+
 try:
     import orjson
 except ImportError:  # optional: the standard json module gives the same objects, more slowly
@@ -616,8 +618,18 @@ def _compress_uncompressed(rles, segs, offsets, present, source):
 
 
 def _bulk_area(rles: List[dict], results, owner: np.ndarray) -> np.ndarray:
+    """(N,) int64 areas of compressed RLE dicts; a malformed one raises, naming its result."""
     if not rles:
         return np.zeros(0, dtype=np.int64)
+    if compiled.rle_ops is not None:
+        try:
+            return np.frombuffer(compiled.rle_ops.areas(rles), dtype=np.int64)
+        except ValueError as error:  # args: (position of the mask, what is wrong)
+            k, message = error.args
+            index = int(owner[k])
+            raise _result_error(
+                index, _as_dict(results[index]), f"malformed RLE ({message}): {rles[k]!r:.80}"
+            ) from None
     try:
         return np.concatenate(
             [
