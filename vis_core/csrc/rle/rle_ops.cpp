@@ -14,13 +14,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace {
-
-// Foreground runs of one mask as [start, end) pixel intervals, flattened: s0, e0, s1, e1, ...
-using Intervals = std::vector<int64_t>;
 
 struct Decoded {
   int64_t area = 0;   // foreground pixels
@@ -30,7 +26,9 @@ struct Decoded {
 // Decodes `s` (length n) into its sums and, with kIntervals, its foreground intervals. Returns an
 // empty string on success, else what is wrong. One pass, errors checked once at the end.
 template <bool kIntervals>
-std::string decode_counts(const char* s, Py_ssize_t n, Decoded* sums, Intervals* out) {
+// The intervals are the foreground runs as [start, end) pixel positions, appended to `out` flattened
+// (s0, e0, s1, e1, ...).
+std::string decode_counts(const char* s, Py_ssize_t n, Decoded* sums, std::vector<int64_t>* out) {
   const auto* chars = reinterpret_cast<const unsigned char*>(s);
   int64_t last[2] = {0, 0};  // the latest background and foreground run lengths
   int64_t area = 0, pos = 0, value = 0, lowest = 0, m = 0;
@@ -136,7 +134,7 @@ PyObject* areas(PyObject*, PyObject* args) {
       Py_DECREF(seq);
       return fail(PyExc_ValueError, k, wrong);
     }
-    int64_t h, w;
+    int64_t h = 0, w = 0;
     if (!rle_size(items[k], &h, &w)) {
       Py_DECREF(seq);
       return fail(PyExc_ValueError, k, "'size' is not [height, width]");
@@ -176,57 +174,80 @@ bool int64_view(PyObject* obj, Py_buffer* view, const char* name) {
   return true;
 }
 
-// Decoded masks of a list of tracks (lists of frames), decoded on first use.
-class TrackCache {
+// The foreground intervals of masks of a list of tracks (lists of frames), each decoded on first
+// use and stored one after the other in one buffer.
+class MaskStore {
  public:
-  TrackCache(PyObject* tracks, const char* name) : tracks_(tracks), name_(name) {}
+  MaskStore(PyObject* tracks, const char* name, int64_t num_tracks, int64_t num_frames)
+      : tracks_(tracks),
+        name_(name),
+        num_frames_(num_frames),
+        slot_(static_cast<size_t>(num_tracks * num_frames), -1) {}
 
-  // Foreground intervals of track t's frame f, or nullptr with a Python error set.
-  const Intervals* get(int64_t t, int64_t f) {
-    const int64_t key = (t << 32) | f;
-    auto found = masks_.find(key);
-    if (found != masks_.end()) return &found->second;
+  // Number of track t's frame f in the store (decoded now if new), or -1 with a Python error set.
+  int64_t get(int64_t t, int64_t f) {
+    int64_t& slot = slot_[static_cast<size_t>(t * num_frames_ + f)];
+    if (slot >= 0) return slot;
     PyObject* frames = PySequence_GetItem(tracks_, t);
-    if (frames == nullptr) return nullptr;
+    if (frames == nullptr) return -1;
     PyObject* rle = PySequence_GetItem(frames, f);
     Py_DECREF(frames);
-    if (rle == nullptr) return nullptr;
+    if (rle == nullptr) return -1;
     const char* s;
     Py_ssize_t len;
-    Intervals intervals;
     Decoded sums;
+    const size_t begin = data_.size();
     std::string error = counts_chars(rle, &s, &len);
-    if (error.empty()) error = decode_counts<true>(s, len, &sums, &intervals);
+    if (error.empty()) error = decode_counts<true>(s, len, &sums, &data_);
+    Py_DECREF(rle);
     if (!error.empty()) {
       PyErr_Format(PyExc_ValueError, "%s %lld, frame %lld: %s", name_, static_cast<long long>(t),
                    static_cast<long long>(f), error.c_str());
+      return -1;
     }
-    const bool ok = error.empty();
-    Py_DECREF(rle);
-    if (!ok) return nullptr;
-    return &masks_.emplace(key, std::move(intervals)).first->second;  // nodes never move
+    bounds_.push_back(begin);
+    bounds_.push_back(data_.size());
+    slot = static_cast<int64_t>(bounds_.size() / 2 - 1);
+    return slot;
   }
+
+  // [begin, end) of mask i's flattened intervals; valid until the next get().
+  const int64_t* begin(int64_t i) const { return data_.data() + bounds_[2 * i]; }
+  const int64_t* end(int64_t i) const { return data_.data() + bounds_[2 * i + 1]; }
 
  private:
   PyObject* tracks_;
   const char* name_;
-  std::unordered_map<int64_t, Intervals> masks_;
+  int64_t num_frames_;
+  std::vector<int64_t> slot_;    // (track, frame) -> mask number, -1 before it is decoded
+  std::vector<int64_t> data_;    // intervals of every decoded mask
+  std::vector<size_t> bounds_;   // begin, end of each mask in data_
 };
 
-int64_t intersect(const Intervals& a, const Intervals& b) {
-  size_t i = 0, j = 0;
+// Pixels in both of two sorted lists of disjoint [start, end) intervals (flattened).
+int64_t intersect(const int64_t* a, const int64_t* a_end, const int64_t* b, const int64_t* b_end) {
   int64_t total = 0;
-  while (i < a.size() && j < b.size()) {
-    const int64_t lo = std::max(a[i], b[j]);
-    const int64_t hi = std::min(a[i + 1], b[j + 1]);
+  while (a < a_end && b < b_end) {
+    const int64_t lo = std::max(a[0], b[0]);
+    const int64_t hi = std::min(a[1], b[1]);
     if (hi > lo) total += hi - lo;
-    if (a[i + 1] < b[j + 1]) {
-      i += 2;
+    if (a[1] < b[1]) {
+      a += 2;
     } else {
-      j += 2;
+      b += 2;
     }
   }
   return total;
+}
+
+// 1 + the largest of `n` values, or -1 if one is negative.
+int64_t extent(const int64_t* values, Py_ssize_t n) {
+  int64_t top = -1;
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    if (values[k] < 0) return -1;
+    top = std::max(top, values[k]);
+  }
+  return top + 1;
 }
 
 PyObject* intersections(PyObject*, PyObject* args) {
@@ -245,20 +266,27 @@ PyObject* intersections(PyObject*, PyObject* args) {
   }
   PyObject* result = nullptr;
   const Py_ssize_t n = d_view.len / 8;
+  const auto* d = static_cast<const int64_t*>(d_view.buf);
+  const auto* g = static_cast<const int64_t*>(g_view.buf);
+  const auto* f = static_cast<const int64_t*>(f_view.buf);
+  const int64_t num_d = extent(d, n), num_g = extent(g, n), num_f = extent(f, n);
   if (g_view.len / 8 != n || f_view.len / 8 != n) {
     PyErr_SetString(PyExc_ValueError, "d, g and f must have the same length");
+  } else if (num_d < 0 || num_g < 0 || num_f < 0) {
+    PyErr_SetString(PyExc_ValueError, "d, g and f must not be negative");
   } else {
-    const auto* d = static_cast<const int64_t*>(d_view.buf);
-    const auto* g = static_cast<const int64_t*>(g_view.buf);
-    const auto* f = static_cast<const int64_t*>(f_view.buf);
-    TrackCache det_cache(dets, "prediction"), gt_cache(gts, "ground-truth track");
+    MaskStore det_store(dets, "prediction", num_d, num_f);
+    MaskStore gt_store(gts, "ground-truth track", num_g, num_f);
     std::vector<int64_t> out(static_cast<size_t>(n));
     bool ok = true;
     for (Py_ssize_t k = 0; k < n && ok; ++k) {
-      const Intervals* a = det_cache.get(d[k], f[k]);
-      const Intervals* b = a == nullptr ? nullptr : gt_cache.get(g[k], f[k]);
-      ok = b != nullptr;
-      if (ok) out[static_cast<size_t>(k)] = intersect(*a, *b);
+      const int64_t a = det_store.get(d[k], f[k]);
+      const int64_t b = a < 0 ? -1 : gt_store.get(g[k], f[k]);
+      ok = b >= 0;
+      if (ok) {
+        out[static_cast<size_t>(k)] =
+            intersect(det_store.begin(a), det_store.end(a), gt_store.begin(b), gt_store.end(b));
+      }
     }
     if (ok) result = int64_bytes(out);
   }
