@@ -20,7 +20,6 @@ of tracks an untrained model keeps).
 
 import argparse
 import contextlib
-import resource
 import sys
 import time
 
@@ -34,6 +33,7 @@ from vis_core.data import YTVISDatasetMapper
 from vis_core.engine import load_inference_weights
 from vis_core.engine.project import setup_project_cfg
 from vis_core.evaluation.results import encode_track_masks
+from vis_core.utils.benchmark import peak_memory_mb
 
 
 def get_parser():
@@ -52,12 +52,6 @@ def get_parser():
 def _sync(device):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def _peak_memory_mb(device):
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _backbone_fps(model, images, cfg, device, autocast):
@@ -145,7 +139,7 @@ def main(argv=None):
         f"\n{args.config_file} on {args.device}{' (amp bf16)' if args.amp else ''}: "
         f"{args.videos} videos x {args.frames} frames at {args.width}x{args.height} "
         f"(model input {tuple(video['image'][0].shape[1:])}), {np.mean(tracks):.0f} tracks/video, "
-        f"peak memory {_peak_memory_mb(args.device):.0f} MB"
+        f"peak memory {peak_memory_mb(args.device):.0f} MB"
     )
     print(tabulate(rows, headers=["stage", "FPS"], tablefmt="pipe"))
 

@@ -23,7 +23,6 @@ N x 8 x 32 x Lq x 3 x 4 sampled values, about 4.5 GB for 36 frames at once).
 
 import argparse
 import math
-import resource
 import time
 from typing import Callable, Dict, List
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from vis_core.layers import is_compiled_op_available, ms_deform_attn
+from vis_core.utils.benchmark import peak_memory_mb
 
 
 def level_shapes(height: int, width: int, divisibility: int, strides=(8, 16, 32)) -> List[tuple]:
@@ -98,12 +98,6 @@ def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-
-
-def peak_memory_mb(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB -> MB, process peak
 
 
 def main():

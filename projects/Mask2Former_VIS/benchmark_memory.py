@@ -21,11 +21,11 @@ inference itself needs, output included) and, on CUDA, ``torch.cuda.max_memory_a
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
+
+from vis_core.utils.benchmark import peak_rss_mb, print_result, reset_peak_rss, rss_mb, run_fresh
 
 __all__ = ["main"]
 
@@ -54,24 +54,6 @@ def _parse_case(case):
         )
     cache = int(parts[2]) if len(parts) == 3 else None
     return parts[0], int(parts[1]), cache
-
-
-def _proc_status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def _reset_peak_rss():
-    """Reset VmHWM to the current RSS; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def run_case(args):
@@ -103,15 +85,15 @@ def run_case(args):
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    before = _proc_status_mb("VmRSS")
-    reset = _reset_peak_rss()
+    before = rss_mb()
+    reset = reset_peak_rss()
     start = time.perf_counter()
     with torch.no_grad():
         out = model([video])[0]
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = _proc_status_mb("VmHWM")
+    peak = peak_rss_mb()
     result = {
         "case": args.run_case,
         "frames": frames,
@@ -127,7 +109,7 @@ def run_case(args):
         "tracks": len(out["pred_scores"]),
         "output": "pred_masks" if "pred_masks" in out else "pred_mask_rles",
     }
-    print("RESULT " + json.dumps(result))
+    print_result(result)
 
 
 def main(argv=None):
@@ -145,13 +127,12 @@ def main(argv=None):
         cmd += ["--window-size", str(args.window_size), "--height", str(args.height)]
         cmd += ["--width", str(args.width), "--device", args.device, "--threads", str(args.threads)]
         cmd += ["--run-case", case] + list(args.opts)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.stderr.write(proc.stderr[-4000:])
-            rows.append([case, "failed", f"exit {proc.returncode}"] + [""] * 7)
+        try:
+            r = run_fresh(cmd)
+        except RuntimeError as error:
+            sys.stderr.write(f"{error}\n")
+            rows.append([case, "failed"] + [""] * 8)
             continue
-        r = json.loads(lines[-1][len("RESULT ") :])
         rows.append(
             [
                 r["case"],

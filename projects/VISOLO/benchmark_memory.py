@@ -13,19 +13,18 @@ common video output at the end. The video is the frames of ``--video`` (default:
 synthvis_val video) played forwards and backwards until the length is reached, so every length has
 the same frame size and content statistics. Reported per length: resident memory after the model is
 built and one frame has been stepped (``base``: Python, torch, the model), the peak resident memory
-of the process (``ru_maxrss``), their difference (what streaming itself holds: memory queue, lost
+of the process (``VmHWM``), their difference (what streaming itself holds: memory queue, lost
 bank, tracks with their RLE masks, the output), the tracks of the output and the time per frame of
 the first and last 50 frames (a memory that grew would make later frames slower).
 """
 
 import argparse
 import glob
-import json
 import os
-import resource
-import subprocess
 import sys
 import time
+
+from vis_core.utils.benchmark import peak_rss_mb, print_result, rss_mb, run_fresh
 
 __all__ = ["main"]
 
@@ -50,12 +49,6 @@ def get_parser():
     return parser
 
 
-def _rss_mb():
-    with open("/proc/self/statm") as f:
-        resident_pages = int(f.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _ping_pong(n, length):
     """Frame indices 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... of a length-``length`` video."""
     if n == 1:
@@ -65,7 +58,7 @@ def _ping_pong(n, length):
 
 
 def run_length(args):
-    """Stream one video of ``args.run_length`` frames in this process; prints one JSON line."""
+    """Stream one video of ``args.run_length`` frames in this process; prints its result."""
     import cv2
     import torch
     from detectron2.modeling import build_model
@@ -96,35 +89,33 @@ def run_length(args):
         start = time.perf_counter()
         model.step(state, first["image"][0])
         times.append(time.perf_counter() - start)
-        base = _rss_mb()
+        base = rss_mb()
         for k in range(1, args.run_length):
             video, _ = model_input(k)
             start = time.perf_counter()
             model.step(state, video["image"][0])
             times.append(time.perf_counter() - start)
         output = model.finalize(state)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mb()  # since the process started
     rle_bytes = sum(
         len(rle["counts"]) for track in output["pred_mask_rles"] for rle in track if rle is not None
     )
     window = min(50, len(times))
-    print(
-        json.dumps(
-            {
-                "frames": args.run_length,
-                "size": [height, width],
-                "model_input": list(first["image"][0].shape[1:]),
-                "base_mb": base,
-                "peak_mb": peak,
-                "streaming_mb": peak - base,
-                "tracks": len(output["pred_scores"]),
-                "memory_entries": len(state.memory),
-                "lost_bank": len(state.lost),
-                "rle_kb": rle_bytes / 1024,
-                "ms_first": 1000 * sum(times[:window]) / window,
-                "ms_last": 1000 * sum(times[-window:]) / window,
-            }
-        )
+    print_result(
+        {
+            "frames": args.run_length,
+            "size": [height, width],
+            "model_input": list(first["image"][0].shape[1:]),
+            "base_mb": base,
+            "peak_mb": peak,
+            "streaming_mb": peak - base,
+            "tracks": len(output["pred_scores"]),
+            "memory_entries": len(state.memory),
+            "lost_bank": len(state.lost),
+            "rle_kb": rle_bytes / 1024,
+            "ms_first": 1000 * sum(times[:window]) / window,
+            "ms_last": 1000 * sum(times[-window:]) / window,
+        }
     )
 
 
@@ -145,11 +136,7 @@ def main(argv=None):
         command = [sys.executable, os.path.abspath(__file__), "--config-file", args.config_file,
                    "--video", args.video, "--threads", str(args.threads),
                    "--run-length", str(length)] + list(args.opts)  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            sys.stderr.write(result.stderr)
-            raise RuntimeError(f"the {length}-frame run failed (exit code {result.returncode})")
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append(run_fresh(command))
     from tabulate import tabulate
 
     first = rows[0]

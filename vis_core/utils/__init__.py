@@ -1,0 +1,1 @@
+"""Small helpers shared by vis_core and the tools."""
