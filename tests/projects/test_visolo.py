@@ -471,3 +471,80 @@ def test_memory_transformed_once_per_frame_reads_the_same():
     )
     one_by_one = torch.cat([agg.transform(mem[:, m : m + 1]) for m in range(3)], dim=1)
     assert torch.allclose(agg(sim, feat, mem), agg.read(sim, feat, one_by_one), atol=1e-5)
+
+
+def _randomise_biases(model):
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+                module.bias.normal_()
+
+
+def _official_names(state_dict):
+    """Our state dict under the official code's names (the inverse of OFFICIAL_TO_OURS)."""
+    from visolo.checkpoint import OFFICIAL_TO_OURS
+
+    ours_to_official = {v: k for k, v in OFFICIAL_TO_OURS.items()}
+    renamed = {}
+    for key, value in state_dict.items():
+        module = max(
+            (m for m in ours_to_official if key.startswith(m + ".")), key=len, default=None
+        )
+        assert module is not None, f"{key} has no official counterpart"
+        official = "model." + ours_to_official[module] + key[len(module) :]
+        renamed[official] = value.clone()
+        if official.startswith("model.Tracking_branch."):  # the official alias of that branch
+            renamed["tracking_module." + official[len("model.Tracking_branch.") :]] = value.clone()
+    return renamed
+
+
+def test_official_checkpoint_loads_with_every_parameter_in_place(tmp_path):
+    official_model = tiny_model(seed=1)
+    _randomise_biases(official_model)
+    path = str(tmp_path / "visolo_official.pth")
+    torch.save({"model": _official_names(official_model.state_dict())}, path)
+    model = tiny_model(seed=0)
+    load_inference_weights(model, path)
+    want = official_model.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, want[key]), key
+
+
+def test_official_checkpoint_with_an_unknown_module_is_refused(tmp_path):
+    state = _official_names(tiny_model().state_dict())
+    state["model.Extra_branch.conv.weight"] = torch.zeros(1)
+    path = str(tmp_path / "odd.pth")
+    torch.save({"model": state}, path)
+    with pytest.raises(ValueError, match="no counterpart for 'model.Extra_branch.conv.weight'"):
+        load_inference_weights(tiny_model(), path)
+
+
+def test_version_1_weights_without_conv_biases_load_with_zero_biases(tmp_path):
+    old = tiny_model(seed=1)
+    _randomise_biases(old)
+    state = old.state_dict()
+    normed = [
+        name
+        for name, m in old.named_modules()
+        if isinstance(m, torch.nn.Conv2d)
+        and m.bias is not None
+        and getattr(m, "norm", None) is not None
+    ]
+    assert normed
+    for name in normed:  # version 1 had no bias where a norm follows
+        del state[name + ".bias"]
+    state._metadata[""]["version"] = 1
+    path = str(tmp_path / "v1.pth")
+    torch.save({"model": state}, path)
+    model = tiny_model(seed=0)
+    load_inference_weights(model, path)
+    loaded = model.state_dict()
+    for name in normed:
+        assert not loaded[name + ".bias"].any(), name
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value), key
+    # A current checkpoint that lacks a bias is incomplete, not old: it is refused.
+    state._metadata[""]["version"] = 2
+    torch.save({"model": state}, path)
+    with pytest.raises(ValueError, match="do not fit this VISOLO"):
+        load_inference_weights(tiny_model(), path)

@@ -50,13 +50,14 @@ def add_coords(x: torch.Tensor) -> torch.Tensor:
 
 
 def conv_block(in_ch: int, out_ch: int, k: int, norm: str, relu: bool) -> Conv2d:
-    """k x k conv (same padding) with optional norm and ReLU; no bias when normalised."""
+    """k x k conv (same padding) with optional norm and ReLU, and a bias even when normalised, as
+    the official code (detectron2's Conv2d default), so that its checkpoints load."""
     return Conv2d(
         in_ch,
         out_ch,
         kernel_size=k,
         padding=k // 2,
-        bias=not norm,
+        bias=True,
         norm=get_norm(norm, out_ch),
         activation=nn.ReLU(inplace=True) if relu else None,
     )

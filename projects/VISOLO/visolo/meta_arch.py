@@ -14,6 +14,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from .checkpoint import upgrade_state_dict
 from .heads import (
     CategoryPostBranch,
     CategoryPreBranch,
@@ -53,7 +54,12 @@ class VISOLO(nn.Module):
     ``width``. Frames are processed online through :meth:`init_state` / :meth:`step`; returns one
     common video output per video: ``pred_scores`` (N,), ``pred_classes`` (N,), ``pred_mask_rles``
     (N lists of T RLE dicts or None, at the original size).
+
+    Weights of the official code (``model.Category_branch_pre...``) and of version 1 (no bias in the
+    normalised convs) load as they are: see ``checkpoint.upgrade_state_dict``.
     """
+
+    _version = 2
 
     @configurable
     def __init__(
@@ -253,6 +259,10 @@ class VISOLO(nn.Module):
         return self.aggregation.transform(feat[:, None])[:, 0] if enabled else feat
 
     # ------------------------------------------------------------------ forward
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        upgrade_state_dict(state_dict, prefix, local_metadata.get("version"), self)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
     def forward(self, batched_inputs: List[dict]):
         if self.training:
             return self.losses(batched_inputs)
