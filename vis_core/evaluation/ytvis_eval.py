@@ -2,11 +2,11 @@
 
 The numbers are those of ``youtubevos/cocoapi`` (``ytvos.py`` + ``ytvoseval.py``); the semantics that decide
 them are written down in ``reference/ytvis-metric.md``. This is an independent implementation organised for
-speed: the spatio-temporal IoU of a video sums integer intersections of the (prediction, ground truth) pairs
-that can reach the lowest threshold, computed from the RLE strings by ``vis_core._rle`` (each mask decoded
-once; where it is not built, by ``pycocotools.mask.iou`` over frame windows), the greedy matching
-skips predictions that cannot match, matchings shared by several area ranges are computed once, and accumulation is vectorised over IoU
-thresholds and area ranges. With ``workers=2`` a forked child takes about half of the videos: it decodes
+speed: the spatio-temporal IoU of a video sums integer intersections of the (prediction, ground truth)
+pairs that can reach the lowest threshold, computed from the RLE strings by ``vis_core._rle`` (each mask
+decoded once; where it is not built, by ``pycocotools.mask.iou`` over frame windows), the greedy
+matching skips predictions that cannot match, matchings shared by several area ranges are computed
+once, and accumulation is vectorised over IoU thresholds and area ranges. With ``workers=2`` a forked child takes about half of the videos: it decodes
 their frames (left undecoded by ``load_predictions``), computes their mask areas, IoUs and matches, and
 sends back only areas and match flags.
 
