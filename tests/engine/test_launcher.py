@@ -74,6 +74,9 @@ def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
     results = train_net.main(_args(config, opts + weights, "--eval-only"))
     assert set(results["segm"]) >= {"AP", "AP50", "AP75", "AR1", "AR10"}
     assert os.path.isfile(results_json)
+    with open(os.path.join(out, "log.txt")) as f:  # the evaluator's tables reach the log file
+        log = f.read()
+    assert f"Evaluation of {name}:" in log and "Per-category segm AP:" in log
 
     # Weights of the other project are refused with a message, not evaluated with random heads.
     other = next(p for p in PROJECTS if p != project)

@@ -3,13 +3,16 @@ detectron2's ``launch`` (--num-gpus, --num-machines, --resume, --eval-only, opts
 
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from vis_core.config import add_vis_config
 
 from .checkpoint import load_inference_weights
 from .trainer import VideoTrainer
 
-__all__ = ["build_video_cfg", "launch_train_net", "train_or_evaluate"]
+__all__ = ["build_video_cfg", "launch_train_net", "setup_loggers", "train_or_evaluate"]
 
 
 def build_video_cfg(config_file, opts, add_method_config):
@@ -24,11 +27,21 @@ def build_video_cfg(config_file, opts, add_method_config):
     return cfg
 
 
+def setup_loggers(cfg):
+    """Log vis_core and the method's package (the meta-architecture's) to the console and to
+    OUTPUT_DIR/log.txt, as ``default_setup`` does for detectron2: the evaluator's metric tables,
+    checkpoint conversions and data warnings are logged under those names."""
+    method = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE).__module__.split(".")[0]
+    for name in dict.fromkeys(["vis_core", method]):
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name)
+
+
 def train_or_evaluate(cfg, args):
     """``--eval-only``: load MODEL.WEIGHTS (or the last checkpoint with ``--resume``), refusing weights
     that do not fit the model, and evaluate on DATASETS.TEST; otherwise train (resuming with
     ``--resume``) and evaluate at the end."""
     default_setup(cfg, args)
+    setup_loggers(cfg)
     if args.eval_only:
         model = VideoTrainer.build_model(cfg)
         load_inference_weights(model, cfg.MODEL.WEIGHTS, cfg.OUTPUT_DIR, resume=args.resume)
