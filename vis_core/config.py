@@ -21,6 +21,13 @@ def add_vis_config(cfg):
     cfg.INPUT.SAMPLING_MAX_TRIES = 10
     # Augmentations applied identically to all frames of a clip: any of "flip", "crop" (INPUT.CROP), "resize".
     cfg.INPUT.AUGMENTATIONS = ["resize", "flip"]
+    # Augmentations sampled anew for every frame, after the clip's: any of "rotation", "crop" (in that
+    # order). VISOLO's official training rotates and crops each frame of a clip on its own.
+    cfg.INPUT.PER_FRAME_AUGMENTATIONS = []
+    # "rotation": angle drawn uniformly in [-a, a] degrees; the frame keeps its size (corners zero).
+    cfg.INPUT.PER_FRAME_ROTATION_ANGLE = 15.0
+    # "crop": a random window of this (H, W) in pixels (smaller frames are cropped to their own size).
+    cfg.INPUT.PER_FRAME_CROP_SIZE = (352, 624)
 
     # ---- Data sets ----
     # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).

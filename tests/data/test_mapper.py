@@ -130,3 +130,76 @@ def test_unknown_augmentation_name():
     cfg.INPUT.AUGMENTATIONS = ["resize", "rotate"]
     with pytest.raises(ValueError, match=r"INPUT.AUGMENTATIONS: unknown \['rotate'\]"):
         YTVISDatasetMapper(cfg, is_train=True)
+
+
+def _frame_mapper(per_frame, num=4, angle=15.0, crop=(40, 50)):
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.PER_FRAME_AUGMENTATIONS = per_frame
+    cfg.INPUT.PER_FRAME_ROTATION_ANGLE = angle
+    cfg.INPUT.PER_FRAME_CROP_SIZE = crop
+    cfg.INPUT.AUGMENTATIONS = []
+    cfg.INPUT.FORMAT = "BGR"
+    cfg.INPUT.SAMPLING_FRAME_NUM = num
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 6
+    return YTVISDatasetMapper(cfg, is_train=True)
+
+
+def _bright(image):
+    """(H, W) bool: pixels of the tiny set's squares (a channel at 200; the background is < 60)."""
+    return image.numpy().max(axis=0) >= 130
+
+
+def test_per_frame_crop_moves_each_frame_and_its_masks_on_their_own(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    mapper = _frame_mapper(["crop"], num=6)
+    np.random.seed(0)
+    offsets = []
+    for _ in range(5):
+        out = mapper(d)
+        assert all(img.shape[1:] == (40, 50) for img in out["image"])
+        for t, (img, inst) in enumerate(zip(out["image"], out["instances"])):
+            assert inst.image_size == (40, 50)
+            # Masks were cropped with their own frame: they cover exactly that frame's squares.
+            np.testing.assert_array_equal(inst.gt_masks.tensor.any(dim=0).numpy(), _bright(img))
+        # Object 1 moves right by 2 px a frame: with one window for the clip its box's x minus 2t
+        # would be one number; windows drawn per frame give several within one clip.
+        shifts = {
+            round(float(inst.gt_boxes.tensor[0, 0]) - 2 * t)
+            for t, inst in zip(out["frame_idx"], out["instances"])
+            if inst.gt_ids[0] == 1
+            and 0 < inst.gt_boxes.tensor[0, 0]
+            and inst.gt_boxes.tensor[0, 2] < 50  # not cut by the window's edge
+        }
+        offsets.append(len(shifts))
+    assert max(offsets) > 1
+
+
+def test_per_frame_rotation_keeps_the_size_and_turns_masks_with_their_frame(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    mapper = _frame_mapper(["rotation"], num=3, angle=30.0)
+    np.random.seed(1)
+    out = mapper(d)
+    h, w = d["height"], d["width"]
+    assert all(img.shape[1:] == (h, w) for img in out["image"])
+    tilted = 0
+    for img, inst in zip(out["image"], out["instances"]):
+        mask, bright = inst.gt_masks.tensor.any(dim=0).numpy(), _bright(img)
+        # Nearest-neighbour masks vs bilinear images: they agree but for a rim of pixels.
+        assert (mask ^ bright).sum() <= 0.25 * mask.sum()
+        boxes = inst.gt_boxes.tensor[inst.gt_ids >= 0]
+        areas = inst.gt_masks.tensor[inst.gt_ids >= 0].sum(dim=(1, 2)).float()
+        box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        tilted += int((areas < 0.9 * box_areas).any())  # a turned square no longer fills its box
+    assert tilted >= 2
+
+
+def test_per_frame_augmentations_only_in_training_and_names_checked():
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.PER_FRAME_AUGMENTATIONS = ["rotation", "crop"]
+    assert YTVISDatasetMapper(cfg, is_train=False).frame_augmentations is None
+    assert len(YTVISDatasetMapper(cfg, is_train=True).frame_augmentations.augs) == 2
+    cfg.INPUT.PER_FRAME_AUGMENTATIONS = ["rotate"]
+    with pytest.raises(ValueError, match=r"INPUT.PER_FRAME_AUGMENTATIONS: unknown \['rotate'\]"):
+        YTVISDatasetMapper(cfg, is_train=True)

@@ -100,6 +100,9 @@ def test_base_config_holds_the_paper_defaults():
     assert v.MEMORY.INTERVAL == 5
     assert cfg.INPUT.SAMPLING_FRAME_NUM == 3 and cfg.INPUT.SAMPLING_FRAME_RANGE == 20
     assert cfg.INPUT.SAMPLING_FRAME_SHUFFLE
+    assert cfg.INPUT.PER_FRAME_AUGMENTATIONS == ["rotation", "crop"]
+    assert cfg.INPUT.PER_FRAME_ROTATION_ANGLE == 15.0
+    assert tuple(cfg.INPUT.PER_FRAME_CROP_SIZE) == (352, 624)
     s = cfg.SOLVER
     assert (s.OPTIMIZER, s.BASE_LR, s.BACKBONE_MULTIPLIER, s.MAX_ITER) == (
         "ADAMW",

@@ -11,7 +11,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
 
-__all__ = ["YTVISDatasetMapper", "build_video_augmentation"]
+__all__ = ["YTVISDatasetMapper", "build_frame_augmentation", "build_video_augmentation"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,31 @@ def build_video_augmentation(cfg, is_train):
     return augs
 
 
+def build_frame_augmentation(cfg, is_train):
+    """The augmentations sampled anew for every frame of a training clip, after the clip's.
+
+    Any of ``cfg.INPUT.PER_FRAME_AUGMENTATIONS`` in a fixed order: "rotation" (angle uniform in
+    +-``INPUT.PER_FRAME_ROTATION_ANGLE`` degrees about the centre, same frame size), "crop" (a random
+    ``INPUT.PER_FRAME_CROP_SIZE`` window). None at test time.
+    """
+    names = list(cfg.INPUT.PER_FRAME_AUGMENTATIONS)
+    known = {"rotation", "crop"}
+    unknown = set(names) - known
+    if unknown:
+        raise ValueError(
+            f"INPUT.PER_FRAME_AUGMENTATIONS: unknown {sorted(unknown)}; choose from {sorted(known)}"
+        )
+    if not is_train:
+        return []
+    augs = []
+    if "rotation" in names:
+        angle = float(cfg.INPUT.PER_FRAME_ROTATION_ANGLE)
+        augs.append(T.RandomRotation([-angle, angle], expand=False, sample_style="range"))
+    if "crop" in names:
+        augs.append(T.RandomCrop("absolute", tuple(cfg.INPUT.PER_FRAME_CROP_SIZE)))
+    return augs
+
+
 def _decode(segmentation, height, width):
     """Compressed RLE or polygons -> (H, W) uint8 mask."""
     if isinstance(segmentation, dict):
@@ -64,7 +89,7 @@ class YTVISDatasetMapper:
 
     Training: samples a clip of ``sampling_frame_num`` frames within ``sampling_frame_range`` frames of a
     random reference frame, draws ONE transform from the augmentations and applies it to every frame,
-    and returns per-frame ``Instances`` (gt_classes, gt_masks, gt_boxes, gt_ids) holding the same N
+    then, if ``frame_augmentations`` are given, draws one of those for each frame on its own, and returns per-frame ``Instances`` (gt_classes, gt_masks, gt_boxes, gt_ids) holding the same N
     tracks in the same order in every frame; a track absent in a frame has gt_id -1 and an empty mask
     there. Crowd tracks are left out. A clip with no visible object is resampled up to ``max_tries``
     times, then the mapper returns None and detectron2's loader draws another video.
@@ -87,20 +112,25 @@ class YTVISDatasetMapper:
         sampling_frame_range: int = 5,
         sampling_frame_shuffle: bool = False,
         max_tries: int = 10,
+        frame_augmentations: list = (),
     ):
         if sampling_frame_num < 1:
             raise ValueError(f"sampling_frame_num must be >= 1, got {sampling_frame_num}")
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
+        self.frame_augmentations = (
+            T.AugmentationList(list(frame_augmentations)) if frame_augmentations else None
+        )
         self.image_format = image_format
         self.sampling_frame_num = sampling_frame_num
         self.sampling_frame_range = sampling_frame_range
         self.sampling_frame_shuffle = sampling_frame_shuffle
         self.max_tries = max_tries
         logger.info(
-            "[YTVISDatasetMapper] %s; augmentations: %s",
+            "[YTVISDatasetMapper] %s; augmentations: %s; per frame: %s",
             "training" if is_train else "inference",
             augmentations,
+            list(frame_augmentations),
         )
 
     @classmethod
@@ -113,6 +143,7 @@ class YTVISDatasetMapper:
             "sampling_frame_range": cfg.INPUT.SAMPLING_FRAME_RANGE,
             "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
             "max_tries": cfg.INPUT.SAMPLING_MAX_TRIES,
+            "frame_augmentations": build_frame_augmentation(cfg, is_train),
         }
 
     def sample_frames(self, length, rng=np.random):
@@ -198,20 +229,28 @@ class YTVISDatasetMapper:
         return image
 
     def _transform_frames(self, frames):
-        """Draw ONE transform from the augmentations and apply it to every frame.
+        """Draw ONE transform from the augmentations and apply it to every frame, then one of the
+        per-frame augmentations for each frame.
 
-        Returns (list of T uint8 tensors (3, H', W'), the TransformList)."""
+        Returns (list of T uint8 tensors (3, H', W'), list of T TransformLists, one per frame)."""
         if any(f.shape[:2] != frames[0].shape[:2] for f in frames):
             sizes = sorted({f.shape[:2] for f in frames})
             raise ValueError(f"frames of one video differ in size: {sizes} (H, W)")
         aug_input = T.AugInput(frames[0])
-        transforms = self.augmentations(aug_input)
-        images = [aug_input.image] + [transforms.apply_image(f) for f in frames[1:]]
+        clip_transform = self.augmentations(aug_input)
+        images = [aug_input.image] + [clip_transform.apply_image(f) for f in frames[1:]]
+        transforms = [clip_transform] * len(frames)
+        if self.frame_augmentations is not None:
+            for t, image in enumerate(images):
+                frame_input = T.AugInput(image)
+                transforms[t] = clip_transform + self.frame_augmentations(frame_input)
+                images[t] = frame_input.image
         images = [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
         return images, transforms
 
     def _clip_instances(self, frame_annos, transforms, d, image_size):
-        """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame."""
+        """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame;
+        ``transforms`` holds each frame's TransformList."""
         track_ids = sorted(
             {a["id"] for annos in frame_annos for a in annos if not a.get("iscrowd", 0)}
         )
@@ -219,14 +258,14 @@ class YTVISDatasetMapper:
         classes = {a["id"]: a["category_id"] for annos in frame_annos for a in annos}
         h, w = image_size
         per_frame = []
-        for annos in frame_annos:
+        for annos, transform in zip(frame_annos, transforms):
             masks = np.zeros((len(track_ids), h, w), dtype=bool)
             ids = torch.full((len(track_ids),), -1, dtype=torch.long)
             for a in annos:
                 n = index.get(a["id"])
                 if n is None:  # crowd
                     continue
-                mask = transforms.apply_segmentation(
+                mask = transform.apply_segmentation(
                     _decode(a["segmentation"], d["height"], d["width"])
                 )
                 masks[n] = mask > 0
