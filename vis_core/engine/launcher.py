@@ -33,7 +33,8 @@ def setup_loggers(cfg):
     checkpoint conversions and data warnings are logged under those names."""
     method = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE).__module__.split(".")[0]
     for name in dict.fromkeys(["vis_core", method]):
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name, abbrev_name=name)
+        if name != "detectron2":  # default_setup's own
+            setup_logger(cfg.OUTPUT_DIR, comm.get_rank(), name=name, abbrev_name=name)
 
 
 def train_or_evaluate(cfg, args):
