@@ -6,9 +6,9 @@ speed: the spatio-temporal IoU of a video sums integer intersections of the (pre
 pairs that can reach the lowest threshold, computed from the RLE strings by ``vis_core._rle`` (each mask
 decoded once; where it is not built, by ``pycocotools.mask.iou`` over frame windows), the greedy
 matching skips predictions that cannot match, matchings shared by several area ranges are computed
-once, and accumulation is vectorised over IoU thresholds and area ranges. With ``workers=2`` a forked child takes about half of the videos: it decodes
-their frames (left undecoded by ``load_predictions``), computes their mask areas, IoUs and matches, and
-sends back only areas and match flags.
+once, and accumulation is vectorised over IoU thresholds and area ranges. With ``workers=2`` a forked
+child takes about half of the videos: it decodes their frames (left undecoded by ``load_predictions``),
+computes their mask areas, IoUs and matches, and sends back only areas and match flags.
 
 Legend: T IoU thresholds (10), R recall points (101), K categories, A area ranges (4), M maxDets (3),
 P predictions, G ground-truth tracks, D predictions of one (video, category), F frames of a video.

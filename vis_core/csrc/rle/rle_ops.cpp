@@ -23,11 +23,10 @@ struct Decoded {
   int64_t total = 0;  // pixels covered by all runs
 };
 
-// Decodes `s` (length n) into its sums and, with kIntervals, its foreground intervals. Returns an
+// Decodes `s` (length n) into its sums and, with kIntervals, its foreground intervals: the foreground
+// runs as [start, end) pixel positions, appended to `out` flattened (s0, e0, s1, e1, ...). Returns an
 // empty string on success, else what is wrong. One pass, errors checked once at the end.
 template <bool kIntervals>
-// The intervals are the foreground runs as [start, end) pixel positions, appended to `out` flattened
-// (s0, e0, s1, e1, ...).
 std::string decode_counts(const char* s, Py_ssize_t n, Decoded* sums, std::vector<int64_t>* out) {
   const auto* chars = reinterpret_cast<const unsigned char*>(s);
   int64_t last[2] = {0, 0};  // the latest background and foreground run lengths
@@ -68,11 +67,11 @@ std::string decode_counts(const char* s, Py_ssize_t n, Decoded* sums, std::vecto
   return std::string();
 }
 
-// Sets `type(k, message)` as the Python error (args: the mask's position and what is wrong).
-std::nullptr_t fail(PyObject* type, Py_ssize_t k, const std::string& message) {
+// Sets `ValueError(k, message)` as the Python error (args: the mask's position and what is wrong).
+std::nullptr_t fail(Py_ssize_t k, const std::string& message) {
   PyObject* args = Py_BuildValue("(ns)", k, message.c_str());
   if (args != nullptr) {
-    PyErr_SetObject(type, args);
+    PyErr_SetObject(PyExc_ValueError, args);
     Py_DECREF(args);
   }
   return nullptr;
@@ -132,22 +131,22 @@ PyObject* areas(PyObject*, PyObject* args) {
     const std::string wrong = counts_chars(items[k], &s, &len);
     if (!wrong.empty()) {
       Py_DECREF(seq);
-      return fail(PyExc_ValueError, k, wrong);
+      return fail(k, wrong);
     }
     int64_t h = 0, w = 0;
     if (!rle_size(items[k], &h, &w)) {
       Py_DECREF(seq);
-      return fail(PyExc_ValueError, k, "'size' is not [height, width]");
+      return fail(k, "'size' is not [height, width]");
     }
     Decoded sums;
     const std::string error = decode_counts<false>(s, len, &sums, nullptr);
     if (!error.empty()) {
       Py_DECREF(seq);
-      return fail(PyExc_ValueError, k, error);
+      return fail(k, error);
     }
     if (sums.total != h * w) {
       Py_DECREF(seq);
-      return fail(PyExc_ValueError, k,
+      return fail(k,
                   "its runs cover " + std::to_string(sums.total) + " pixels, but its size " +
                       std::to_string(h) + "x" + std::to_string(w) + " has " +
                       std::to_string(h * w));
