@@ -84,9 +84,8 @@ class _GTTrack:
     iscrowd: bool
     avg_area: Optional[float]  # None until computed from the masks (a file without 'areas')
     rles: List[Optional[dict]]  # F' entries (compressed RLE or None); F' is normally F
-    mask_areas: Optional[
-        np.ndarray
-    ]  # (F',) int64 area per frame, 0 where None; None until computed
+    # (F',) int64 area per frame, 0 where None; None until computed
+    mask_areas: Optional[np.ndarray]
     sizes_ok: bool  # every present RLE has the video's size
 
 

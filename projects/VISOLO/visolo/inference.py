@@ -39,9 +39,8 @@ class MemoryEntry:
 
     frame: int
     ref: torch.Tensor  # (1, D, G) reference embedding of the key map K
-    cat_value: (
-        torch.Tensor
-    )  # (1, E, S_h, S_w) conv(Cf), the category feature as aggregation reads it
+    # (1, E, S_h, S_w) conv(Cf), the category feature as aggregation reads it
+    cat_value: torch.Tensor
     kernel_value: torch.Tensor  # (1, E, S_h, S_w) conv(Mf), the same for the mask (kernel) feature
 
 
