@@ -17,8 +17,10 @@ def add_vis_config(cfg):
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20
     # Shuffle the order of the sampled frames (otherwise kept in temporal order).
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
-    # Resample a clip in which no object is visible, at most this many times before giving up on the video.
-    cfg.INPUT.SAMPLING_MAX_TRIES = 10
+    # A clip in which no object is visible: 0 = train on it as drawn (every query / cell towards "no
+    # object", as the official Mask2Former-VIS and VISOLO code); N > 0 = draw it anew up to N times,
+    # then skip the video.
+    cfg.INPUT.SAMPLING_MAX_TRIES = 0
     # Augmentations applied identically to all frames of a clip: any of "flip", "crop" (INPUT.CROP), "resize".
     cfg.INPUT.AUGMENTATIONS = ["resize", "flip"]
     # Augmentations sampled anew for every frame, after the clip's: any of "rotation", "crop" (in that
@@ -28,6 +30,10 @@ def add_vis_config(cfg):
     cfg.INPUT.PER_FRAME_ROTATION_ANGLE = 15.0
     # "crop": a random window of this (H, W) in pixels (smaller frames are cropped to their own size).
     cfg.INPUT.PER_FRAME_CROP_SIZE = (352, 624)
+
+    # Test-time resize: () = ResizeShortestEdge to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST (aspect kept);
+    # (H, W) = every frame resized to exactly H x W, aspect not kept (VISOLO's official test resize).
+    cfg.INPUT.TEST_FIXED_SIZE = ()
 
     # ---- Data sets ----
     # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).

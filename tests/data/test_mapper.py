@@ -89,11 +89,25 @@ def test_sampling_stays_in_range(shuffle):
     assert len(mapper.sample_frames(2)) == 3
 
 
+def test_clip_without_objects_is_kept_by_default_as_the_official_codes(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    d["annotations"] = [[] for _ in range(d["length"])]
+    cfg = add_vis_config(get_cfg())
+    assert cfg.INPUT.SAMPLING_MAX_TRIES == 0
+    out = YTVISDatasetMapper(cfg, is_train=True)(d)
+    assert len(out["image"]) == cfg.INPUT.SAMPLING_FRAME_NUM
+    # every frame trains towards "no object": Instances with no track
+    assert [len(inst) for inst in out["instances"]] == [0] * cfg.INPUT.SAMPLING_FRAME_NUM
+
+
 def test_clip_without_objects_is_resampled(tiny_ytvis):
     json_path, image_root, _ = tiny_ytvis
     d = load_ytvis_json(json_path, image_root)[0]
     d["annotations"] = [[] for _ in range(d["length"])]
-    assert _mapper(True, [], num=2)(d) is None  # detectron2's loader then draws another video
+    mapper = _mapper(True, [], num=2)
+    mapper.max_tries = 10
+    assert mapper(d) is None  # detectron2's loader then draws another video
     d2 = load_ytvis_json(json_path, image_root)[0]
     d2["annotations"] = [a if t == 5 else [] for t, a in enumerate(d2["annotations"])]
     mapper = _mapper(True, [], num=1, rng=0)
@@ -203,3 +217,15 @@ def test_per_frame_augmentations_only_in_training_and_names_checked():
     cfg.INPUT.PER_FRAME_AUGMENTATIONS = ["rotate"]
     with pytest.raises(ValueError, match=r"INPUT.PER_FRAME_AUGMENTATIONS: unknown \['rotate'\]"):
         YTVISDatasetMapper(cfg, is_train=True)
+
+
+def test_fixed_test_size_resizes_every_frame_to_it_and_bad_sizes_are_named():
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.TEST_FIXED_SIZE = (20, 36)
+    mapper = YTVISDatasetMapper(cfg, is_train=False)
+    out = mapper.video_input([np.zeros((48, 64, 3), np.uint8)] * 2)
+    assert [tuple(im.shape) for im in out["image"]] == [(3, 20, 36)] * 2
+    assert (out["height"], out["width"]) == (48, 64)
+    cfg.INPUT.TEST_FIXED_SIZE = (20,)
+    with pytest.raises(ValueError, match=r"INPUT.TEST_FIXED_SIZE = \(20,\)"):
+        YTVISDatasetMapper(cfg, is_train=False)

@@ -236,9 +236,8 @@ def test_temporal_aggregation_switches(ta_cat, ta_mask):
     assert torch.equal(store["kernel_pre"], store["kernel_post"]) == (not ta_mask)
 
 
-@pytest.mark.parametrize("sr", [True, False])
-def test_score_reweighting_switch(sr, monkeypatch):
-    model = tiny_model(LOOSE + ["MODEL.VISOLO.SCORE_REWEIGHTING", str(sr)]).eval()
+def _reweighting_weights_of_each_frame(model, video, monkeypatch):
+    """The score-reweighting weights (G,) or None that ``decode_frame`` gets, frame by frame."""
     seen = []
     real = visolo_meta_arch.decode_frame
 
@@ -247,9 +246,16 @@ def test_score_reweighting_switch(sr, monkeypatch):
         return real(class_probs, kernels, mask_feat, size, weights, **kw)
 
     monkeypatch.setattr(visolo_meta_arch, "decode_frame", spy)
-    state = model.init_state(64, 96)
-    for frame in make_video(t=3)["image"]:
+    state = model.init_state(video["height"], video["width"])
+    for frame in video["image"]:
         model.step(state, frame)
+    return seen
+
+
+@pytest.mark.parametrize("sr", [True, False])
+def test_score_reweighting_switch(sr, monkeypatch):
+    model = tiny_model(LOOSE + ["MODEL.VISOLO.SCORE_REWEIGHTING", str(sr)]).eval()
+    seen = _reweighting_weights_of_each_frame(model, make_video(t=3), monkeypatch)
     assert seen[0] is None  # the first frame has nothing to compare with
     for w in seen[1:]:
         if sr:
@@ -483,43 +489,19 @@ def _randomise_biases(model):
                 module.bias.normal_()
 
 
-def _official_names(state_dict):
-    """Our state dict under the official code's names (the inverse of OFFICIAL_TO_OURS)."""
-    from visolo.checkpoint import OFFICIAL_TO_OURS
-
-    ours_to_official = {v: k for k, v in OFFICIAL_TO_OURS.items()}
-    renamed = {}
-    for key, value in state_dict.items():
-        module = max(
-            (m for m in ours_to_official if key.startswith(m + ".")), key=len, default=None
-        )
-        assert module is not None, f"{key} has no official counterpart"
-        official = "model." + ours_to_official[module] + key[len(module) :]
-        renamed[official] = value.clone()
-        if official.startswith("model.Tracking_branch."):  # the official alias of that branch
-            renamed["tracking_module." + official[len("model.Tracking_branch.") :]] = value.clone()
-    return renamed
-
-
-def test_official_checkpoint_loads_with_every_parameter_in_place(tmp_path):
-    official_model = tiny_model(seed=1)
-    _randomise_biases(official_model)
-    path = str(tmp_path / "visolo_official.pth")
-    torch.save({"model": _official_names(official_model.state_dict())}, path)
-    model = tiny_model(seed=0)
-    load_inference_weights(model, path)
-    want = official_model.state_dict()
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, want[key]), key
-
-
 def test_official_checkpoint_with_an_unknown_module_is_refused(tmp_path):
-    state = _official_names(tiny_model().state_dict())
+    from tests.projects.official_checkpoints import (
+        official_layout,
+        random_state_dict,
+        write_checkpoint,
+    )
+
+    state = random_state_dict(official_layout("visolo"))
     state["model.Extra_branch.conv.weight"] = torch.zeros(1)
-    path = str(tmp_path / "odd.pth")
-    torch.save({"model": state}, path)
+    path = write_checkpoint(state, str(tmp_path / "odd.pth"), "pth")
+    model = build_model(make_cfg("youtubevis_2019/VISOLO_R50.yaml"))
     with pytest.raises(ValueError, match="no counterpart for 'model.Extra_branch.conv.weight'"):
-        load_inference_weights(tiny_model(), path)
+        load_inference_weights(model, path)
 
 
 def test_version_1_weights_without_conv_biases_load_with_zero_biases(tmp_path):
@@ -551,3 +533,183 @@ def test_version_1_weights_without_conv_biases_load_with_zero_biases(tmp_path):
     torch.save({"model": state}, path)
     with pytest.raises(ValueError, match="do not fit this VISOLO"):
         load_inference_weights(tiny_model(), path)
+
+
+# ---------------------------------------------------------------- fidelity to the official code
+def test_official_checkpoint_layout_loads_whole_through_model_weights(tmp_path):
+    """The released file's names and shapes (tests/projects/data, from the official code): every
+    official tensor reaches the paper-config model and every tensor of ours comes from the file."""
+    from tests.projects.official_checkpoints import check_official_file
+
+    def cfg_with_weights(path):
+        return make_cfg("youtubevis_2019/VISOLO_R50.yaml", ["MODEL.WEIGHTS", path])
+
+    aliases = {"tracking_module.": "model.Tracking_branch."}  # the same tensors in the file
+    path = str(tmp_path / "visolo_official.pth")
+    entries, ours = check_official_file("visolo", cfg_with_weights, path, "pth", aliases)
+    assert (entries, ours) == (357, 357 - 24)
+
+
+def _official_memory_references(num_frames):
+    """The official inference loop's reference frames for scoring frame t, written out from its
+    memory update (m: frame indices; frame n-1 is scored at step n with m[-1] = n-1)."""
+    refs = {1: [0]}
+    m = [0, 1, 2]
+    for n in range(3, num_frames + 1):
+        refs[n - 1] = [m[-2], m[-3]]
+        if n == num_frames:
+            break
+        m = m + [n] if n % 5 == 2 else m[:-2] + [m[-1], n]
+    return refs
+
+
+@pytest.mark.parametrize("rule", ["official", "recent"])
+def test_reweighting_references_follow_the_official_memory_or_the_newest_two(rule):
+    model = tiny_model(["MODEL.VISOLO.REWEIGHTING_FRAMES", rule])
+    official = _official_memory_references(40)
+    queue = MemoryQueue(interval=5, num_recent=2, max_long_term=20)
+    queue.add(MemoryEntry(0, None, None, None))
+    for t in range(1, 40):
+        frames = [e.frame for e in model.reweighting_references(queue)]
+        if rule == "official":
+            assert frames == official[t], t
+        else:
+            assert frames == [t - 1, t - 2][: min(t, 2)], t
+        queue.add(MemoryEntry(t, None, None, None))
+    assert official[8] == [7, 5] and official[6] == [5, 0]  # not t-2: the newest 5k before t-1
+
+
+def test_reweighting_frames_change_the_weights_from_frame_3_on(monkeypatch):
+    seen = {}
+    for rule in ("official", "recent"):
+        model = tiny_model(LOOSE + ["MODEL.VISOLO.REWEIGHTING_FRAMES", rule]).eval()
+        seen[rule] = _reweighting_weights_of_each_frame(model, make_video(t=5), monkeypatch)
+    official, recent = seen["official"], seen["recent"]
+    assert official[0] is None and recent[0] is None
+    for t in (1, 2):  # frame 1: frame 0 only; frame 2: frames 1 and 0 under both rules
+        assert torch.equal(official[t], recent[t])
+    for t in (3, 4):  # frames 2 and 0 (official) against 2 and 1, 3 and 2 against 3 and 0
+        assert not torch.equal(official[t], recent[t])
+
+
+def test_unknown_reweighting_frames_or_centre_region_is_refused():
+    with pytest.raises(ValueError, match="REWEIGHTING_FRAMES = 'newest'"):
+        tiny_model(["MODEL.VISOLO.REWEIGHTING_FRAMES", "newest"])
+    with pytest.raises(ValueError, match="CENTER_REGION = 'box'"):
+        tiny_model(["MODEL.VISOLO.CENTER_REGION", "box"])
+
+
+def _loop_centre_sampling(masks, grid, eps, official):
+    """Centre sampling written as a loop over instances and cells (the official algorithm's
+    structure): a claimed cell changes owner only to a strictly nearer centre."""
+    sh, sw = grid
+    n, h, w = masks.shape
+    cell_h, cell_w = h / sh, w / sw
+    owner = -np.ones((sh, sw), dtype=int)
+    best = np.full((sh, sw), np.inf)
+    for k in range(n):
+        ys, xs = np.nonzero(masks[k])
+        if len(ys) == 0:
+            continue
+        cy, cx = ys.mean(), xs.mean()
+        top, left = (0, 0) if official else (ys.min(), xs.min())
+        dy, dx = eps * (ys.max() - top + 1), eps * (xs.max() - left + 1)
+        r0, r1 = max(int(np.floor((cy - dy / 2) / cell_h)), 0), min(
+            int(np.floor((cy + dy / 2) / cell_h)), sh - 1
+        )
+        c0, c1 = max(int(np.floor((cx - dx / 2) / cell_w)), 0), min(
+            int(np.floor((cx + dx / 2) / cell_w)), sw - 1
+        )
+        for i in range(r0, r1 + 1):
+            for j in range(c0, c1 + 1):
+                d = ((i + 0.5) * cell_h - cy) ** 2 + ((j + 0.5) * cell_w - cx) ** 2
+                if d < best[i, j]:
+                    best[i, j], owner[i, j] = d, k
+    return owner.reshape(-1)
+
+
+@pytest.mark.parametrize("rule", ["mask", "official"])
+def test_centre_regions_equal_the_loop_reference(rule):
+    rng = np.random.default_rng(0)
+    masks = np.zeros((5, 96, 160), dtype=bool)
+    for k in range(5):
+        y, x = rng.integers(0, 70), rng.integers(0, 130)
+        masks[k, y : y + rng.integers(8, 26), x : x + rng.integers(8, 30)] = True
+    owner = assign_cells(torch.from_numpy(masks), (6, 10), (96, 160), 0.2, rule).numpy()
+    assert np.array_equal(owner, _loop_centre_sampling(masks, (6, 10), 0.2, rule == "official"))
+    assert (owner >= 0).any()
+
+
+def test_official_centre_regions_grow_with_the_distance_from_the_corner():
+    masks = torch.zeros(1, 96, 160, dtype=torch.bool)
+    masks[0, 70:80, 120:130] = True  # a 10x10 object near the bottom-right corner
+    paper = assign_cells(masks, (12, 20), (96, 160), 0.2, "mask")
+    official = assign_cells(masks, (12, 20), (96, 160), 0.2, "official")
+    assert (paper == 0).sum() == 1 and (official == 0).sum() > 4
+
+
+def test_paper_configs_do_not_pad_352x624_in_training_or_at_test():
+    from vis_core.data import YTVISDatasetMapper
+
+    cfg = make_cfg("youtubevis_2019/VISOLO_R50.yaml")
+    assert cfg.MODEL.VISOLO.SIZE_DIVISIBILITY == 16
+    model = build_model(cfg)
+    images = model.preprocess([torch.zeros(3, 352, 624, dtype=torch.uint8)])
+    assert tuple(images.tensor.shape[-2:]) == (352, 624)
+    # test time: any frame is resized to exactly 352x624, as the official code
+    mapper = YTVISDatasetMapper(cfg, is_train=False)
+    for h, w in ((720, 1280), (480, 640), (1080, 1920)):
+        frame = np.zeros((h, w, 3), dtype=np.uint8)
+        assert tuple(mapper.video_input([frame])["image"][0].shape) == (3, 352, 624)
+
+
+def test_paper_config_decays_every_parameter_as_the_official_optimiser():
+    from vis_core.engine.trainer import video_param_groups
+
+    cfg = make_cfg("youtubevis_2019/VISOLO_R50.yaml")
+    model = build_model(cfg)
+    groups = video_param_groups(cfg, model)
+    assert {g["weight_decay"] for g in groups} == {1e-4}
+    gn = sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert gn > 0
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_every_shipped_config_resolves_to_the_official_inference_values(config):
+    cfg = make_cfg(os.path.relpath(config, os.path.join(ROOT, "configs")))
+    assert cfg.TEST.VIS.MAX_TRACKS == 0  # the official code returns every track of a video
+    assert cfg.INPUT.SAMPLING_MAX_TRIES == 0  # clips with no object are trained on
+    assert cfg.MODEL.VISOLO.REWEIGHTING_FRAMES == "official"
+    v = cfg.MODEL.VISOLO
+    assert (v.SCORE_THR, v.MASK_THR, v.NMS_PRE, v.UPDATE_THR, v.MAX_PER_FRAME) == (
+        0.1, 0.5, 500, 0.05, 100
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("t", [1, 2, 3])
+def test_videos_of_one_two_and_three_frames_run(t):
+    """The official code fails below 3 frames; ours gives the common output for any length."""
+    model = tiny_model(LOOSE).eval()
+    (out,) = model([make_video(t=t)])
+    n = len(out["pred_scores"])
+    assert n > 0 and out["length"] == t
+    assert all(len(track) == t for track in out["pred_mask_rles"])
+
+
+def test_candidates_with_empty_masks_leave_the_valid_ones():
+    """Official getSegMaskV5 turns every score into NaN when two candidates have empty masks, and
+    drops the frame when cell 0 is the only candidate; ours keeps the valid candidates."""
+    from visolo.inference import decode_frame
+
+    g, e = 6, 4
+    class_probs = torch.zeros(g, 3)
+    class_probs[[0, 2, 4], 1] = 0.9  # cells 0, 2, 4 are candidates
+    kernels = torch.zeros(g, e)
+    kernels[0] = 1.0  # cell 0 predicts the whole frame
+    kernels[[2, 4]] = -1.0  # cells 2 and 4 predict empty masks
+    mask_feat = torch.ones(e, 8, 12)
+    args = dict(score_thr=0.1, mask_thr=0.5, nms_pre=500, nms_kernel="gaussian", nms_sigma=2.0,
+                update_thr=0.05, max_per_frame=100, overlap_thr=0.5)  # fmt: skip
+    dets = decode_frame(class_probs, kernels, mask_feat, (32, 48), None, **args)
+    assert dets.cells.tolist() == [0]
+    assert torch.isfinite(dets.scores).all() and dets.masks[0].all()

@@ -21,9 +21,17 @@ def build_video_augmentation(cfg, is_train):
 
     Training: any of ``cfg.INPUT.AUGMENTATIONS`` in a fixed order: "crop" (``INPUT.CROP``, before
     resizing, as detectron2 does), "resize" (multi-scale ResizeShortestEdge), "flip" (horizontal).
-    Testing: ResizeShortestEdge to ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``.
+    Testing: ResizeShortestEdge to ``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, or, where
+    ``INPUT.TEST_FIXED_SIZE`` gives (H, W), a resize of every frame to exactly H x W.
     """
     if not is_train:
+        fixed = tuple(cfg.INPUT.TEST_FIXED_SIZE)
+        if fixed:
+            if len(fixed) != 2 or min(fixed) < 1:
+                raise ValueError(
+                    f"INPUT.TEST_FIXED_SIZE = {fixed}: expected () or (height, width) in pixels"
+                )
+            return [T.Resize(fixed)]
         return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
     known = {"crop", "resize", "flip"}
     unknown = set(cfg.INPUT.AUGMENTATIONS) - known
@@ -91,8 +99,10 @@ class YTVISDatasetMapper:
     random reference frame, draws ONE transform from the augmentations and applies it to every frame,
     then, if ``frame_augmentations`` are given, draws one of those for each frame on its own, and returns per-frame ``Instances`` (gt_classes, gt_masks, gt_boxes, gt_ids) holding the same N
     tracks in the same order in every frame; a track absent in a frame has gt_id -1 and an empty mask
-    there. Crowd tracks are left out. A clip with no visible object is resampled up to ``max_tries``
-    times, then the mapper returns None and detectron2's loader draws another video.
+    there. Crowd tracks are left out. A clip with no visible object is kept as it is when
+    ``max_tries`` is 0 (the official codes: the model learns "no object" from it); otherwise it is drawn
+    anew up to ``max_tries`` times, then the mapper returns None and detectron2's loader draws another
+    video.
 
     Testing: every frame, resized, without annotations; ``height``/``width`` keep the original size.
 
@@ -111,7 +121,7 @@ class YTVISDatasetMapper:
         sampling_frame_num: int = 2,
         sampling_frame_range: int = 5,
         sampling_frame_shuffle: bool = False,
-        max_tries: int = 10,
+        max_tries: int = 0,
         frame_augmentations: list = (),
     ):
         if sampling_frame_num < 1:
@@ -173,12 +183,13 @@ class YTVISDatasetMapper:
                 raise ValueError(
                     f"video {d['video_id']}: training needs annotations, the data set has none"
                 )
-            for _ in range(self.max_tries):
+            frame_idx = self.sample_frames(length)
+            redraws = 0
+            while self.max_tries and not any(d["annotations"][t] for t in frame_idx):
+                if redraws == self.max_tries:
+                    return None
                 frame_idx = self.sample_frames(length)
-                if any(d["annotations"][t] for t in frame_idx):
-                    break
-            else:
-                return None
+                redraws += 1
         else:
             frame_idx = list(range(length))
 
@@ -196,7 +207,7 @@ class YTVISDatasetMapper:
         if self.is_train:
             frame_annos = [d["annotations"][t] for t in frame_idx]
             out["instances"] = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
-            if not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
+            if self.max_tries and not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
                 return None  # every object was cropped away
         return out
 

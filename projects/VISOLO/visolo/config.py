@@ -29,12 +29,17 @@ def add_visolo_config(cfg):
     # Prior probability of the category logits' bias at initialisation (0 = zero bias, as the
     # official code; SOLO's focal-loss prior is 0.01).
     v.CATEGORY_PRIOR_PROB = 0.0
-    # Images are padded to a multiple of this before the backbone.
-    v.SIZE_DIVISIBILITY = 32
+    # Images are padded to a multiple of this before the backbone (at least res4's stride, 16, which
+    # leaves the paper's 352x624 unpadded as the official code, which never pads).
+    v.SIZE_DIVISIBILITY = 16
 
     # ---- Modules (paper Table 3 ablations) ----
     # Score reweighting P = Cat ⊙ AVG(Sim~_1, Sim~_2) at inference (SR).
     v.SCORE_REWEIGHTING = True
+    # Reference frames of Sim~_1, Sim~_2 when scoring frame t: "official" = t-1 and the newest long-term
+    # memory frame (index a multiple of MEMORY.INTERVAL) before t-1, the official code's
+    # memory[-2] / memory[-3]; "recent" = t-1 and t-2, the two newest memory entries.
+    v.REWEIGHTING_FRAMES = "official"
     # Temporal aggregation of the category feature from the memory (TA, category).
     v.TEMPORAL_AGGREGATION_CATEGORY = True
     # Temporal aggregation of the mask (kernel) feature from the memory (TA, mask).
@@ -52,6 +57,10 @@ def add_visolo_config(cfg):
     # ---- Training targets and losses ----
     # Centre-region scale: an instance owns the cells within eps * (mask height, width) of its centre.
     v.SAMPLING_EPS = 0.2
+    # How an object's extent (for the centre region) is measured: "mask" = its mask's height and width
+    # (the paper, SOLO); "official" = from the image corner, i.e. (max row + 1, max column + 1), as
+    # the official code computes it (its minimum runs over background pixels too).
+    v.CENTER_REGION = "mask"
     # Focal loss alpha (category and tracking losses).
     v.FOCAL_ALPHA = 0.25
     # Focal loss gamma (category and tracking losses).

@@ -35,9 +35,12 @@ from .inference import (
 )
 from .loss import category_loss, dice_mask_loss, tracking_loss
 from .memory import MemoryMatching, TemporalAggregation, reweighting_weights
-from .targets import assign_cells
+from .targets import CENTER_REGIONS, assign_cells
 
-__all__ = ["VISOLO"]
+__all__ = ["REWEIGHTING_FRAMES", "VISOLO"]
+
+# Which memory frames feed score reweighting (MODEL.VISOLO.REWEIGHTING_FRAMES).
+REWEIGHTING_FRAMES = ("official", "recent")
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +80,14 @@ class VISOLO(nn.Module):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         score_reweighting: bool,
+        reweighting_frames: str = "official",
         aggregate_category: bool,
         aggregate_mask: bool,
         memory_interval: int,
         memory_num_recent: int,
         memory_max_long_term: int,
         sampling_eps: float,
+        center_region: str = "mask",
         focal_alpha: float,
         focal_gamma: float,
         category_weight: float,
@@ -132,6 +137,18 @@ class VISOLO(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.score_reweighting = score_reweighting
+        if reweighting_frames not in REWEIGHTING_FRAMES:
+            raise ValueError(
+                f"MODEL.VISOLO.REWEIGHTING_FRAMES = {reweighting_frames!r}; expected one of "
+                f"{list(REWEIGHTING_FRAMES)}"
+            )
+        if center_region not in CENTER_REGIONS:
+            raise ValueError(
+                f"MODEL.VISOLO.CENTER_REGION = {center_region!r}; expected one of "
+                f"{list(CENTER_REGIONS)}"
+            )
+        self.reweighting_frames = reweighting_frames
+        self.center_region = center_region
         self.aggregate_category = aggregate_category
         self.aggregate_mask = aggregate_mask
         self.memory_interval = memory_interval
@@ -177,12 +194,14 @@ class VISOLO(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "score_reweighting": v.SCORE_REWEIGHTING,
+            "reweighting_frames": v.REWEIGHTING_FRAMES,
             "aggregate_category": v.TEMPORAL_AGGREGATION_CATEGORY,
             "aggregate_mask": v.TEMPORAL_AGGREGATION_MASK,
             "memory_interval": v.MEMORY.INTERVAL,
             "memory_num_recent": v.MEMORY.NUM_RECENT,
             "memory_max_long_term": v.MEMORY.MAX_LONG_TERM,
             "sampling_eps": v.SAMPLING_EPS,
+            "center_region": v.CENTER_REGION,
             "focal_alpha": v.FOCAL_ALPHA,
             "focal_gamma": v.FOCAL_GAMMA,
             "category_weight": v.CATEGORY_WEIGHT,
@@ -316,7 +335,9 @@ class VISOLO(nn.Module):
             for ti, inst in enumerate(x["instances"]):
                 f = bi * t + ti
                 gt = self._padded_masks(inst, padded)  # (N, H, W)
-                owner = assign_cells(gt, self.grid, padded, self.sampling_eps)  # (G,)
+                owner = assign_cells(
+                    gt, self.grid, padded, self.sampling_eps, self.center_region
+                )  # (G,)
                 pos = torch.nonzero(owner >= 0).squeeze(1)
                 target = torch.zeros((self.num_classes, g), device=self.device)
                 ids = torch.full((g,), -1, dtype=torch.long, device=self.device)
@@ -431,9 +452,11 @@ class VISOLO(nn.Module):
         weights = None
         if self.score_reweighting and memory:
             g = query.shape[1]
-            newest = state.memory.newest(2)
             index = {m.frame: n for n, m in enumerate(memory)}
-            sims = [sim[:, :, index[m.frame] * g : (index[m.frame] + 1) * g] for m in newest]
+            sims = [
+                sim[:, :, index[m.frame] * g : (index[m.frame] + 1) * g]
+                for m in self.reweighting_references(state.memory)
+            ]
             weights = reweighting_weights(sims)[0]  # (G,)
         dets = decode_frame(
             class_probs, kernels, feats["mask_feat"][0], size, weights, **self.decode_args
@@ -441,6 +464,20 @@ class VISOLO(nn.Module):
         track_ids = self._link(state, dets, query, ref)
         state.memory.add(entry)
         return dets, track_ids
+
+    def reweighting_references(self, memory: MemoryQueue) -> List[MemoryEntry]:
+        """The memory entries whose similarity maps weight the current frame's scores (Sim~_1, Sim~_2).
+
+        "recent": the two newest entries (frames t-1 and t-2). "official": frame t-1 and the newest
+        long-term entry (index a multiple of ``memory.interval``) before it, the official code's
+        ``memory[-2]`` / ``memory[-3]``; frame 1 has only frame 0.
+        """
+        newest = memory.newest(1)
+        if self.reweighting_frames == "recent":
+            return memory.newest(2)
+        last = newest[0].frame
+        older = [e for e in memory.entries if e.frame < last and e.frame % memory.interval == 0]
+        return newest + older[-1:]
 
     def _link(self, state: VISOLOState, dets: FrameDetections, query, ref) -> List[int]:
         """Track ids of this frame's detections: previous frame first, then the lost bank, else new."""
