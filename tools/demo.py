@@ -27,7 +27,7 @@ from vis_core.data import YTVISDatasetMapper
 from vis_core.engine import load_inference_weights
 from vis_core.engine.project import setup_project_cfg
 from vis_core.evaluation.results import video_output_to_results
-from vis_core.inference.video_io import VideoWriter, list_frame_files, read_frames
+from vis_core.inference.video_io import VideoFrames, VideoWriter, list_frame_files
 from vis_core.inference.visualize import TrackDrawer, contact_sheet
 
 logger = logging.getLogger("vis_core.demo")
@@ -64,8 +64,10 @@ def main(argv=None):
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
 
     files = list_frame_files(args.input) if args.input else None
-    frames = list(read_frames(video_input=args.video_input, frame_files=files))
-    logger.info("Read %d frames of %dx%d", len(frames), frames[0].shape[1], frames[0].shape[0])
+    # Frames are decoded when the model reaches them and again for drawing, never held all at once.
+    frames = VideoFrames(video_input=args.video_input, frame_files=files)
+    h, w = frames.size
+    logger.info("Video of %d frames of %dx%d", len(frames), w, h)
     mapper = YTVISDatasetMapper(cfg, is_train=False)
     with torch.no_grad():
         output = model([mapper.video_input(frames)])[0]
@@ -89,7 +91,6 @@ def main(argv=None):
                 sheet.append(drawn)
     stem = os.path.splitext(args.output)[0]
     cv2.imwrite(f"{stem}_sheet.png", contact_sheet(sheet)[:, :, ::-1])
-    h, w = frames[0].shape[:2]
     to_dataset_id = metadata.get("thing_dataset_id_to_contiguous_id", None)
     to_dataset_id = {v: k for k, v in to_dataset_id.items()} if to_dataset_id else None
     results = video_output_to_results(0, output, h, w, len(frames), to_dataset_id)

@@ -135,8 +135,10 @@ def test_frames_of_different_size_are_rejected(tiny_ytvis):
     json_path, image_root, _ = tiny_ytvis
     d = load_ytvis_json(json_path, image_root)[0]
     cv2.imwrite(d["file_names"][3], np.zeros((30, 30, 3), np.uint8))
+    frames = _mapper(False, [])(d)["image"]  # read when the model reaches a frame
+    assert frames[2].shape[1:] == (48, 64)
     with pytest.raises(ValueError, match=r"video 1: frame 3 .*00003.png\) has size 30x30"):
-        _mapper(False, [])(d)
+        list(frames)
 
 
 def test_unknown_augmentation_name():
@@ -229,3 +231,26 @@ def test_fixed_test_size_resizes_every_frame_to_it_and_bad_sizes_are_named():
     cfg.INPUT.TEST_FIXED_SIZE = (20,)
     with pytest.raises(ValueError, match=r"INPUT.TEST_FIXED_SIZE = \(20,\)"):
         YTVISDatasetMapper(cfg, is_train=False)
+
+
+def test_test_frames_are_read_only_when_accessed_one_at_a_time(tiny_ytvis, monkeypatch):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    cfg = add_vis_config(get_cfg())
+    cfg.INPUT.MIN_SIZE_TEST = 24
+    mapper = YTVISDatasetMapper(cfg, is_train=False)
+    reads = []
+    real = mapper._read_frame
+    monkeypatch.setattr(mapper, "_read_frame", lambda d, t: reads.append(t) or real(d, t))
+    out = mapper(d)
+    assert reads == [] and len(out["image"]) == 6
+    window = out["image"][2:4]
+    assert reads == [2, 3] and [tuple(x.shape) for x in window] == [(3, 24, 32)] * 2
+    reads.clear()
+    for t, frame in enumerate(out["image"]):  # sequential: one frame decoded per step
+        assert reads == list(range(t + 1)) and frame.shape == (3, 24, 32)
+    assert cfg.INPUT.FORMAT == "BGR"  # _read_frame gives the frames as OpenCV reads them
+    eager = YTVISDatasetMapper(cfg, is_train=False).video_input([real(d, t) for t in range(6)])
+    assert all(torch.equal(a, b) for a, b in zip(eager["image"], out["image"]))
+    with pytest.raises(IndexError):
+        out["image"][6]

@@ -83,3 +83,30 @@ def test_project_root_of_a_config(tmp_path):
     other.write_text("")
     with pytest.raises(ValueError, match="not inside a project folder"):
         find_project_root(str(other))
+
+
+def test_video_frames_decode_on_access_forwards_backwards_and_by_window(tmp_path):
+    from vis_core.inference.video_io import VideoFrames
+
+    h, w, t = 32, 48, 12
+    frames = [np.full((h, w, 3), 20 * k, np.uint8) for k in range(t)]  # frame k is grey 20k
+    path = str(tmp_path / "v.mp4")
+    with VideoWriter(path, fps=5) as writer:
+        for f in frames:
+            writer.write(f)
+    video = VideoFrames(video_input=path)
+    assert len(video) == t and video.size == (h, w)
+
+    def grey(frame):
+        return int(round(float(frame.mean()) / 20))
+
+    assert grey(video[7]) == 7 and grey(video[8]) == 8  # forwards
+    assert grey(video[2]) == 2 and grey(video[-1]) == t - 1  # back: the file is reopened
+    assert [grey(f) for f in video[3:6]] == [3, 4, 5]
+    assert [grey(f) for f in video] == list(range(t))
+    with pytest.raises(IndexError):
+        video[t]
+    for k, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"{k:03d}.png"), f)
+    files = VideoFrames(frame_files=list_frame_files(str(tmp_path / "*.png")))
+    assert len(files) == t and [grey(f) for f in files[::5]] == [0, 5, 10]

@@ -153,7 +153,8 @@ def test_base_config_has_paper_defaults():
     assert cfg.TEST.VIS.MAX_TRACKS == 10 and cfg.TEST.VIS.WINDOW_SIZE == 0
     assert cfg.SOLVER.MAX_ITER == 6000
     assert make_cfg("youtubevis_2021/Mask2Former_VIS_R50.yaml").SOLVER.MAX_ITER == 8000
-    assert make_cfg("ovis/Mask2Former_VIS_R50.yaml").MODEL.MASK2FORMER_VIS.NUM_CLASSES == 25
+    ovis = make_cfg("ovis/Mask2Former_VIS_R50.yaml")
+    assert ovis.MODEL.MASK2FORMER_VIS.NUM_CLASSES == 25 and ovis.TEST.VIS.WINDOW_SIZE == 36
 
 
 # ---------------------------------------------------------------- training

@@ -1,6 +1,7 @@
 """The video dataset mapper: one per-video dataset dict -> one model input (a clip, or the whole video)."""
 
 import copy
+import functools
 import logging
 
 import numpy as np
@@ -11,7 +12,14 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
 
-__all__ = ["YTVISDatasetMapper", "build_frame_augmentation", "build_video_augmentation"]
+from ..utils.lazy_sequence import LazySequence
+
+__all__ = [
+    "LazyVideoFrames",
+    "YTVISDatasetMapper",
+    "build_frame_augmentation",
+    "build_video_augmentation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,42 @@ def _decode(segmentation, height, width):
     return polygons_to_bitmask(segmentation, height, width).astype(np.uint8)
 
 
+class LazyVideoFrames(LazySequence):
+    """The model-input frames of a test video, each read and transformed only when accessed.
+
+    A sequence of T uint8 tensors (3, H', W'): iterating it holds one frame at a time (online
+    methods read, step and drop each frame); a slice ``[s:e]`` reads that window only. The test
+    transform is drawn once from the first frame read and applied to every frame.
+
+    Args:
+        read: ``read(t)`` -> frame t as an (H, W, 3) uint8 array in the model's channel order.
+        length: T.
+        augmentations: the (deterministic) test-time AugmentationList.
+    """
+
+    def __init__(self, read, length: int, augmentations):
+        self._read, self._length, self._augmentations = read, int(length), augmentations
+        self._transform = None
+
+    def __len__(self):
+        return self._length
+
+    def _item(self, t):
+        frame = self._read(t)
+        if self._transform is None:
+            aug_input = T.AugInput(frame)
+            self._transform = self._augmentations(aug_input)
+            image = aug_input.image
+        else:
+            image = self._transform.apply_image(frame)
+        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def _channels_for_model(frames, rgb: bool, t: int):
+    frame = frames[t]
+    return frame[:, :, ::-1] if rgb else frame
+
+
 class YTVISDatasetMapper:
     """Turns one per-video dataset dict into a model input.
 
@@ -105,8 +149,11 @@ class YTVISDatasetMapper:
     video.
 
     Testing: every frame, resized, without annotations; ``height``/``width`` keep the original size.
+    The frames come as a :class:`LazyVideoFrames`, read from disk only when the model accesses them,
+    so a 1,000-frame video is never decoded whole.
 
-    Output dict: ``image`` (list of T uint8 tensors (3, H, W)), ``instances`` (training: list of T
+    Output dict: ``image`` (training: list of T uint8 tensors (3, H, W); testing: a sequence of them),
+    ``instances`` (training: list of T
     Instances), ``frame_idx`` (list of T ints), ``file_names`` (the T paths), ``height``, ``width``,
     ``length``, ``video_id``.
     """
@@ -178,50 +225,57 @@ class YTVISDatasetMapper:
     def __call__(self, dataset_dict):
         d = copy.copy(dataset_dict)  # the frames and annotations are read, never modified
         length = d["length"]
-        if self.is_train:
-            if "annotations" not in d:
-                raise ValueError(
-                    f"video {d['video_id']}: training needs annotations, the data set has none"
-                )
+        common = {key: d[key] for key in ("height", "width", "length", "video_id")}
+        if not self.is_train:
+            if length < 1:
+                raise ValueError(f"video {d['video_id']} has no frames")
+            read = functools.partial(self._read_frame, d)
+            return {
+                "image": LazyVideoFrames(read, length, self.augmentations),
+                "frame_idx": list(range(length)),
+                "file_names": list(d["file_names"]),
+                **common,
+            }
+        if "annotations" not in d:
+            raise ValueError(
+                f"video {d['video_id']}: training needs annotations, the data set has none"
+            )
+        frame_idx = self.sample_frames(length)
+        redraws = 0
+        while self.max_tries and not any(d["annotations"][t] for t in frame_idx):
+            if redraws == self.max_tries:
+                return None
             frame_idx = self.sample_frames(length)
-            redraws = 0
-            while self.max_tries and not any(d["annotations"][t] for t in frame_idx):
-                if redraws == self.max_tries:
-                    return None
-                frame_idx = self.sample_frames(length)
-                redraws += 1
-        else:
-            frame_idx = list(range(length))
+            redraws += 1
 
         frames = [self._read_frame(d, t) for t in frame_idx]
         images, transforms = self._transform_frames(frames)
-        out = {
-            "image": images,
-            "frame_idx": frame_idx,
-            "file_names": [d["file_names"][t] for t in frame_idx],
-            "height": d["height"],
-            "width": d["width"],
-            "length": length,
-            "video_id": d["video_id"],
-        }
-        if self.is_train:
-            frame_annos = [d["annotations"][t] for t in frame_idx]
-            out["instances"] = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
-            if self.max_tries and not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
-                return None  # every object was cropped away
-        return out
-
-    def video_input(self, frames, *, video_id=0):
-        """Inference input from a video's frames (list of (H, W, 3) uint8 arrays in BGR order, as
-        OpenCV reads them): what this mapper gives in test mode for a registered video."""
-        if not frames:
-            raise ValueError(f"video {video_id}: no frames")
-        if self.image_format == "RGB":
-            frames = [f[:, :, ::-1] for f in frames]
-        h, w = frames[0].shape[:2]
-        images, _ = self._transform_frames(frames)
+        frame_annos = [d["annotations"][t] for t in frame_idx]
+        instances = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
+        if self.max_tries and not any((inst.gt_ids >= 0).any() for inst in instances):
+            return None  # every object was cropped away
         return {
             "image": images,
+            "instances": instances,
+            "frame_idx": frame_idx,
+            "file_names": [d["file_names"][t] for t in frame_idx],
+            **common,
+        }
+
+    def video_input(self, frames, *, video_id=0):
+        """Inference input from a video's frames (a sequence of (H, W, 3) uint8 arrays in BGR order,
+        as OpenCV reads them, e.g. a list or a :class:`vis_core.inference.video_io.VideoFrames`):
+        what this mapper gives in test mode for a registered video. The frames are read and
+        transformed when the model accesses them (:class:`LazyVideoFrames`)."""
+        if not len(frames):
+            raise ValueError(f"video {video_id}: no frames")
+        h, w = frames[0].shape[:2]
+        read = functools.partial(_channels_for_model, frames, self.image_format == "RGB")
+        sizes = {tuple(f.shape[:2]) for f in frames} if isinstance(frames, list) else {(h, w)}
+        if len(sizes) > 1:
+            raise ValueError(f"frames of one video differ in size: {sorted(sizes)} (H, W)")
+        return {
+            "image": LazyVideoFrames(read, len(frames), self.augmentations),
             "frame_idx": list(range(len(frames))),
             "height": h,
             "width": w,
