@@ -36,6 +36,10 @@ def add_vis_config(cfg):
     cfg.INPUT.TEST_FIXED_SIZE = ()
 
     # ---- Data sets ----
+    # One sampling ratio per DATASETS.TRAIN set: each training sample comes from set i with
+    # probability ratio_i / sum (e.g. [0.75, 0.25] for YouTube-VIS + COCO pseudo-videos); [] = the
+    # sets concatenated.
+    cfg.DATASETS.DATASET_RATIO = []
     # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).
     cfg.DATALOADER.TEST_NUM_WORKERS = 0
 

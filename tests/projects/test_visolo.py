@@ -713,3 +713,13 @@ def test_candidates_with_empty_masks_leave_the_valid_ones():
     dets = decode_frame(class_probs, kernels, mask_feat, (32, 48), None, **args)
     assert dets.cells.tolist() == [0]
     assert torch.isfinite(dets.scores).all() and dets.masks[0].all()
+
+
+@pytest.mark.parametrize("family", ["youtubevis_2019", "youtubevis_2021", "ovis"])
+def test_paper_configs_mix_coco_pseudo_clips_as_the_official_training(family):
+    cfg = make_cfg(f"{family}/VISOLO_R50.yaml")
+    video_set, coco = cfg.DATASETS.TRAIN
+    assert coco == f"coco_{video_set}" and list(cfg.DATASETS.DATASET_RATIO) == [0.75, 0.25]
+    from detectron2.data import MetadataCatalog
+
+    assert MetadataCatalog.get(coco).thing_classes == MetadataCatalog.get(video_set).thing_classes

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+from collections import deque
 
 import numpy as np
 from detectron2.data import (
@@ -10,10 +11,16 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
+from detectron2.utils import comm
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
 
-__all__ = ["get_video_dataset_dicts", "build_video_train_loader", "build_video_test_loader"]
+__all__ = [
+    "RatioMixedLoader",
+    "build_video_test_loader",
+    "build_video_train_loader",
+    "get_video_dataset_dicts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +86,36 @@ def get_video_dataset_dicts(names, filter_empty=True):
     return dicts
 
 
-def build_video_train_loader(cfg, mapper):
-    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts."""
-    dicts = get_video_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+class RatioMixedLoader:
+    """Batches whose every sample comes from loader i with probability ratios[i] / sum(ratios).
+
+    Each loader yields batches of its own set; their samples wait in a pool per loader until drawn.
+    Infinite, as detectron2's training loaders.
+    """
+
+    def __init__(self, loaders, ratios, batch_size: int, seed=None):
+        if len(loaders) != len(ratios) or not loaders:
+            raise ValueError(f"RatioMixedLoader: {len(loaders)} loaders but ratios {list(ratios)}")
+        if min(ratios) < 0 or sum(ratios) <= 0:
+            raise ValueError(f"RatioMixedLoader: ratios {list(ratios)} must be >= 0, not all 0")
+        self.loaders, self.batch_size, self.seed = loaders, int(batch_size), seed
+        self.probs = np.asarray(ratios, dtype=float) / float(sum(ratios))
+
+    def __iter__(self):
+        iters = [iter(loader) for loader in self.loaders]
+        pools = [deque() for _ in iters]
+        rng = np.random.default_rng(self.seed)
+        while True:
+            batch = []
+            for i in rng.choice(len(iters), size=self.batch_size, p=self.probs):
+                if not pools[i]:
+                    pools[i].extend(next(iters[i]))
+                batch.append(pools[i].popleft())
+            yield batch
+
+
+def _train_loader(cfg, names, mapper):
+    dicts = get_video_dataset_dicts(names, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     return build_detection_train_loader(
         dataset=dicts,
         mapper=mapper,
@@ -89,6 +123,31 @@ def build_video_train_loader(cfg, mapper):
         aspect_ratio_grouping=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+
+
+def build_video_train_loader(cfg, mapper):
+    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts.
+
+    With ``DATASETS.DATASET_RATIO`` (one ratio per train set) every sample of a batch is drawn from
+    train set i with probability ratio i (e.g. YouTube-VIS 0.75 and COCO pseudo-videos 0.25, as
+    VISOLO's official training); without it the sets are concatenated.
+    """
+    names, ratios = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.DATASET_RATIO)
+    if not ratios:
+        return _train_loader(cfg, names, mapper)
+    if len(ratios) != len(names):
+        raise ValueError(
+            f"DATASETS.DATASET_RATIO {ratios} needs one ratio per DATASETS.TRAIN set {names}"
+        )
+    classes = {n: tuple(MetadataCatalog.get(n).get("thing_classes", ())) for n in names}
+    if len(set(classes.values())) > 1:
+        raise ValueError(
+            f"DATASETS.TRAIN sets mixed by ratio have different thing_classes: {classes}"
+        )
+    loaders = [_train_loader(cfg, [n], mapper) for n in names]
+    per_rank = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+    seed = None if cfg.SEED < 0 else cfg.SEED + comm.get_rank()
+    return RatioMixedLoader(loaders, ratios, per_rank, seed)
 
 
 def build_video_test_loader(cfg, dataset_name, mapper):

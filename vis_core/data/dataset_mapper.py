@@ -249,9 +249,12 @@ class YTVISDatasetMapper:
             redraws += 1
 
         frames = [self._read_frame(d, t) for t in frame_idx]
-        images, transforms = self._transform_frames(frames)
+        # A pseudo-video (one image repeated, e.g. COCO) draws its augmentation anew for every copy.
+        images, transforms = self._transform_frames(frames, d.get("pseudo_video", False))
         frame_annos = [d["annotations"][t] for t in frame_idx]
-        instances = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
+        instances = self._clip_instances(
+            frame_annos, transforms, d, [im.shape[1:] for im in images]
+        )
         if self.max_tries and not any((inst.gt_ids >= 0).any() for inst in instances):
             return None  # every object was cropped away
         return {
@@ -293,37 +296,42 @@ class YTVISDatasetMapper:
             )
         return image
 
-    def _transform_frames(self, frames):
-        """Draw ONE transform from the augmentations and apply it to every frame, then one of the
-        per-frame augmentations for each frame.
+    def _transform_frames(self, frames, independent=False):
+        """Draw ONE transform from the augmentations and apply it to every frame (``independent``:
+        one draw per frame, for the copies of a pseudo-video), then one of the per-frame
+        augmentations for each frame.
 
         Returns (list of T uint8 tensors (3, H', W'), list of T TransformLists, one per frame)."""
         if any(f.shape[:2] != frames[0].shape[:2] for f in frames):
             sizes = sorted({f.shape[:2] for f in frames})
             raise ValueError(f"frames of one video differ in size: {sizes} (H, W)")
-        aug_input = T.AugInput(frames[0])
-        clip_transform = self.augmentations(aug_input)
-        images = [aug_input.image] + [clip_transform.apply_image(f) for f in frames[1:]]
-        transforms = [clip_transform] * len(frames)
+        images, transforms = [], []
+        for t, frame in enumerate(frames):
+            if t == 0 or independent:
+                aug_input = T.AugInput(frame)
+                clip_transform = self.augmentations(aug_input)
+                images.append(aug_input.image)
+            else:
+                images.append(clip_transform.apply_image(frame))
+            transforms.append(clip_transform)
         if self.frame_augmentations is not None:
             for t, image in enumerate(images):
                 frame_input = T.AugInput(image)
-                transforms[t] = clip_transform + self.frame_augmentations(frame_input)
+                transforms[t] = transforms[t] + self.frame_augmentations(frame_input)
                 images[t] = frame_input.image
         images = [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
         return images, transforms
 
-    def _clip_instances(self, frame_annos, transforms, d, image_size):
+    def _clip_instances(self, frame_annos, transforms, d, image_sizes):
         """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame;
-        ``transforms`` holds each frame's TransformList."""
+        ``transforms`` holds each frame's TransformList, ``image_sizes`` each frame's (H', W')."""
         track_ids = sorted(
             {a["id"] for annos in frame_annos for a in annos if not a.get("iscrowd", 0)}
         )
         index = {tid: n for n, tid in enumerate(track_ids)}
         classes = {a["id"]: a["category_id"] for annos in frame_annos for a in annos}
-        h, w = image_size
         per_frame = []
-        for annos, transform in zip(frame_annos, transforms):
+        for annos, transform, (h, w) in zip(frame_annos, transforms, image_sizes):
             masks = np.zeros((len(track_ids), h, w), dtype=bool)
             ids = torch.full((len(track_ids),), -1, dtype=torch.long)
             for a in annos:
