@@ -30,6 +30,8 @@ def add_vis_config(cfg):
     cfg.INPUT.PER_FRAME_CROP_SIZE = (352, 624)
 
     # ---- Data sets ----
+    # Your own YouTube-VIS-format sets, registered when the config is built: [[name, json_file, image_root], ...].
+    cfg.DATASETS.YTVIS_JSON = []
     # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).
     cfg.DATALOADER.TEST_NUM_WORKERS = 0
 

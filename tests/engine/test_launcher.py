@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 
 from tests.conftest import write_tiny_ytvis
 from vis_core.data import register_ytvis_instances
+from vis_core.engine import build_video_cfg
 from vis_core.engine.project import load_train_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,11 +44,12 @@ def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
         if name in catalog.list():
             catalog.remove(name)
     json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / "data"), num_videos=2)
-    register_ytvis_instances(name, {}, json_path, image_root)
     config, tiny = PROJECTS[project]
     config = os.path.join(REPO, config)
     out = str(tmp_path / "out")
+    # The data set is registered from the config alone, for training and for --eval-only.
     opts = tiny + [
+        "DATASETS.YTVIS_JSON", str([[name, json_path, image_root]]),
         "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)",
         "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64",
         "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "1",
@@ -87,3 +89,43 @@ def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
     torch.save({"model": other_model.state_dict()}, path)
     with pytest.raises(ValueError, match="do not fit"):
         train_net.main(_args(config, opts + ["MODEL.WEIGHTS", path], "--eval-only"))
+
+
+def _remove(name):
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+
+
+def test_config_registers_its_data_sets(tmp_path):
+    from visolo import add_visolo_config
+
+    from vis_core.engine.project import setup_project_cfg
+
+    a = write_tiny_ytvis(str(tmp_path / "a"), num_videos=1)
+    b = write_tiny_ytvis(str(tmp_path / "b"), num_videos=2)
+    config = os.path.join(REPO, PROJECTS["VISOLO"][0])
+    _remove("cfg_set_a"), _remove("cfg_set_b")
+    key = ["DATASETS.YTVIS_JSON", str([["cfg_set_a", a[0], a[1]], ["cfg_set_b", b[0], b[1]]])]
+    cfg = build_video_cfg(config, key + ["DATASETS.TEST", "('cfg_set_b',)"], add_visolo_config)
+    assert len(DatasetCatalog.get("cfg_set_a")) == 1 and len(DatasetCatalog.get("cfg_set_b")) == 2
+    assert MetadataCatalog.get("cfg_set_b").json_file == b[0]
+    assert cfg.DATASETS.TEST == ("cfg_set_b",)
+    # Again, as every process of launch and every tool does: a no-op; the tools' path too.
+    build_video_cfg(config, key, add_visolo_config)
+    assert setup_project_cfg(config, key).DATASETS.YTVIS_JSON[1][0] == "cfg_set_b"
+    register_ytvis_instances("cfg_set_a", {}, a[0], a[1])
+    # The same name with other files names both.
+    clash = ["DATASETS.YTVIS_JSON", str([["cfg_set_a", b[0], b[1]]])]
+    with pytest.raises(ValueError, match="'cfg_set_a' is already registered") as info:
+        build_video_cfg(config, clash, add_visolo_config)
+    assert a[0] in str(info.value) and b[0] in str(info.value)
+    # A built-in name with other files, too.
+    clash = ["DATASETS.YTVIS_JSON", str([["synthvis_train", b[0], b[1]]])]
+    with pytest.raises(ValueError, match="'synthvis_train' is already registered"):
+        build_video_cfg(config, clash, add_visolo_config)
+    bad = ["DATASETS.YTVIS_JSON", str([["only_a_name", a[0]]])]
+    with pytest.raises(
+        ValueError, match=r"DATASETS.YTVIS_JSON\[0\].*\[name, json_file, image_root\]"
+    ):
+        build_video_cfg(config, bad, add_visolo_config)

@@ -2,28 +2,24 @@
 
 import glob
 import os
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
+import visolo.meta_arch as visolo_meta_arch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
+from visolo import add_visolo_config
+from visolo.inference import MemoryEntry, MemoryQueue, greedy_link
+from visolo.targets import assign_cells
 
 from vis_core.config import add_vis_config
 from vis_core.engine import load_inference_weights
 from vis_core.modeling.matrix_nms import matrix_nms
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VISOLO")
-sys.path.insert(0, ROOT)
-
-import visolo.meta_arch as visolo_meta_arch  # noqa: E402
-from visolo import add_visolo_config  # noqa: E402
-from visolo.inference import MemoryEntry, MemoryQueue, greedy_link  # noqa: E402
-from visolo.targets import assign_cells  # noqa: E402
-
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
 
 

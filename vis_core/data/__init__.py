@@ -6,7 +6,12 @@ Importing this package registers the built-in splits (idempotently); see ``built
 from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
 from .builtin import register_all_builtin
 from .dataset_mapper import YTVISDatasetMapper, build_video_augmentation
-from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances
+from .ytvis import (
+    YTVISFormatError,
+    load_ytvis_json,
+    register_ytvis_from_config,
+    register_ytvis_instances,
+)
 
 register_all_builtin()
 
@@ -19,5 +24,6 @@ __all__ = [
     "get_video_dataset_dicts",
     "load_ytvis_json",
     "register_all_builtin",
+    "register_ytvis_from_config",
     "register_ytvis_instances",
 ]

@@ -20,7 +20,12 @@ from detectron2.structures import BoxMode
 from detectron2.utils.colormap import colormap
 from fvcore.common.timer import Timer
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError"]
+__all__ = [
+    "load_ytvis_json",
+    "register_ytvis_from_config",
+    "register_ytvis_instances",
+    "YTVISFormatError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -240,14 +245,50 @@ def register_ytvis_instances(name, metadata, json_file, image_root):
         json_file (str): path to the YTVIS-format JSON.
         image_root (str): directory that the JSON's ``file_names`` are relative to.
 
-    Nothing is read now: a missing file is reported when the data set is first used.
+    Nothing is read now: a missing file is reported when the data set is first used. Registering a
+    name again with the same files does nothing; with other files it raises ValueError naming both.
     """
     if not isinstance(name, str):
         raise TypeError(f"register_ytvis_instances: name must be a str, got {type(name).__name__}")
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        registered = (meta.get("json_file"), meta.get("image_root"))
+        if _same_files(registered, (json_file, image_root)):
+            return
+        raise ValueError(
+            f"Data set {name!r} is already registered with json_file={registered[0]!r}, "
+            f"image_root={registered[1]!r}; it cannot also be json_file={json_file!r}, "
+            f"image_root={image_root!r}. Give one of them another name."
+        )
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata
     )
+
+
+def _same_files(a, b):
+    return all(x is not None and y is not None and os.path.abspath(x) == os.path.abspath(y)
+               for x, y in zip(a, b))  # fmt: skip
+
+
+def register_ytvis_from_config(entries, key="DATASETS.YTVIS_JSON"):
+    """Register every ``[name, json_file, image_root]`` of ``entries`` (the config's ``key``) with
+    :func:`register_ytvis_instances`; returns the names. A malformed entry raises ValueError naming
+    the key and the entry."""
+    names = []
+    for i, entry in enumerate(entries):
+        if (
+            not isinstance(entry, (list, tuple))
+            or len(entry) != 3
+            or not all(isinstance(x, str) and x for x in entry)
+        ):
+            raise ValueError(
+                f"{key}[{i}] = {entry!r}: each entry must be [name, json_file, image_root] (three "
+                f"non-empty strings), e.g. {key} \"[['my_train', 'train.json', 'JPEGImages']]\""
+            )
+        register_ytvis_instances(entry[0], {}, entry[1], entry[2])
+        names.append(entry[0])
+    return names
 
 
 def thing_colors(num_classes):

@@ -8,6 +8,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from vis_core.config import add_vis_config
+from vis_core.data import register_ytvis_from_config
 
 from .checkpoint import load_inference_weights
 from .trainer import VideoTrainer
@@ -17,13 +18,16 @@ __all__ = ["build_video_cfg", "launch_train_net", "setup_loggers", "train_or_eva
 
 def build_video_cfg(config_file, opts, add_method_config):
     """The frozen config of ``config_file`` with ``opts`` applied: detectron2's defaults, vis_core's
-    shared keys, then the method's own keys (``add_method_config(cfg)``). No side effects."""
+    shared keys, then the method's own keys (``add_method_config(cfg)``). Its one side effect: the
+    data sets of ``DATASETS.YTVIS_JSON`` are registered (again: a no-op), so that everything built
+    from the config (trainer, evaluator, demo, benchmark) finds them in the catalog."""
     cfg = get_cfg()
     add_vis_config(cfg)
     add_method_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     cfg.freeze()
+    register_ytvis_from_config(cfg.DATASETS.YTVIS_JSON)
     return cfg
 
 
