@@ -37,17 +37,12 @@ def _args(config, opts, *flags):
     return default_argument_parser().parse_args(["--config-file", config, *flags, *opts])
 
 
-@pytest.mark.parametrize("project", sorted(PROJECTS))
-def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
-    name = f"launcher_tiny_{project}"
-    for catalog in (DatasetCatalog, MetadataCatalog):
-        if name in catalog.list():
-            catalog.remove(name)
-    json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / "data"), num_videos=2)
+def _tiny_run(tmp_path, project, name, num_videos=2):
+    """(config file, opts) of a 2-iteration run of ``project`` on a tiny set written under
+    ``tmp_path`` and registered as ``name`` from the config alone (DATASETS.YTVIS_JSON)."""
+    json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / "data"), num_videos=num_videos)
     config, tiny = PROJECTS[project]
-    config = os.path.join(REPO, config)
     out = str(tmp_path / "out")
-    # The data set is registered from the config alone, for training and for --eval-only.
     opts = tiny + [
         "DATASETS.YTVIS_JSON", str([[name, json_path, image_root]]),
         "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)",
@@ -56,6 +51,21 @@ def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
         "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
         "SOLVER.CHECKPOINT_PERIOD", "1", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", out,
     ]  # fmt: skip
+    return os.path.join(REPO, config), opts
+
+
+def _remove(name):
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
+    name = f"launcher_tiny_{project}"
+    _remove(name)
+    config, opts = _tiny_run(tmp_path, project, name)
+    out = str(tmp_path / "out")
     train_net = load_train_net(config)
 
     train_net.main(_args(config, opts))  # trains, then evaluates on DATASETS.TEST
@@ -91,12 +101,6 @@ def test_train_resume_and_eval_only_through_train_net(tmp_path, project):
         train_net.main(_args(config, opts + ["MODEL.WEIGHTS", path], "--eval-only"))
 
 
-def _remove(name):
-    for catalog in (DatasetCatalog, MetadataCatalog):
-        if name in catalog.list():
-            catalog.remove(name)
-
-
 def test_config_registers_its_data_sets(tmp_path):
     from visolo import add_visolo_config
 
@@ -129,3 +133,26 @@ def test_config_registers_its_data_sets(tmp_path):
         ValueError, match=r"DATASETS.YTVIS_JSON\[0\].*\[name, json_file, image_root\]"
     ):
         build_video_cfg(config, bad, add_visolo_config)
+
+
+@pytest.mark.parametrize("project", sorted(PROJECTS))
+def test_class_count_is_checked_before_training_and_before_inference(tmp_path, project):
+    name = f"launcher_classes_{project}"
+    _remove(name)
+    config, opts = _tiny_run(tmp_path, project, name)
+    key = {
+        "VISOLO": "MODEL.VISOLO.NUM_CLASSES",
+        "Mask2Former_VIS": "MODEL.MASK2FORMER_VIS.NUM_CLASSES",
+    }
+    wrong = opts + [key[project], "3"]  # the tiny set has 2 classes
+    train_net = load_train_net(config)
+    message = rf"{key[project]} = 3, but data set '{name}' has 2 classes"
+    with pytest.raises(ValueError, match=message + ".*stopped before training"):
+        train_net.main(_args(config, wrong))
+    assert not os.path.exists(os.path.join(str(tmp_path / "out"), "model_0000000.pth"))
+    # Weights that fit the 3-class model still stop before inference, with no results.json.
+    path = str(tmp_path / "three_classes.pth")
+    torch.save({"model": build_model(train_net.setup_cfg(config, wrong)).state_dict()}, path)
+    with pytest.raises(ValueError, match=message + ".*stopped before evaluation"):
+        train_net.main(_args(config, wrong + ["MODEL.WEIGHTS", path], "--eval-only"))
+    assert not os.path.exists(os.path.join(str(tmp_path / "out"), "inference", name))

@@ -3,7 +3,12 @@
 Importing this package registers the built-in splits (idempotently); see ``builtin.py``.
 """
 
-from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
+from .build import (
+    build_video_test_loader,
+    build_video_train_loader,
+    check_num_classes,
+    get_video_dataset_dicts,
+)
 from .builtin import register_all_builtin
 from .dataset_mapper import YTVISDatasetMapper, build_video_augmentation
 from .ytvis import (
@@ -21,6 +26,7 @@ __all__ = [
     "build_video_augmentation",
     "build_video_test_loader",
     "build_video_train_loader",
+    "check_num_classes",
     "get_video_dataset_dicts",
     "load_ytvis_json",
     "register_all_builtin",

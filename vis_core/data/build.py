@@ -13,7 +13,12 @@ from detectron2.data import (
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
 
-__all__ = ["get_video_dataset_dicts", "build_video_train_loader", "build_video_test_loader"]
+__all__ = [
+    "build_video_test_loader",
+    "build_video_train_loader",
+    "check_num_classes",
+    "get_video_dataset_dicts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,24 @@ def _log_class_histogram(dicts, class_names):
         tablefmt="pipe",
     )
     logger.info("Distribution of tracks among %d categories:\n%s", len(class_names), table)
+
+
+def check_num_classes(key: str, num_classes: int, dataset_name: str, purpose: str) -> None:
+    """Raise ValueError when the model's class count (config ``key`` = ``num_classes``) differs from
+    the number of ``thing_classes`` of the registered data set ``dataset_name``. ``purpose`` ("training",
+    "evaluation") says what was about to start. A set whose metadata is filled at load is loaded."""
+    meta = MetadataCatalog.get(dataset_name)
+    if meta.get("thing_classes") is None and dataset_name in DatasetCatalog.list():
+        DatasetCatalog.get(dataset_name)
+    classes = meta.get("thing_classes")
+    if classes is None or len(classes) == num_classes:
+        return
+    shown = classes if len(classes) <= 10 else classes[:10] + ["..."]
+    raise ValueError(
+        f"{key} = {num_classes}, but data set {dataset_name!r} has {len(classes)} classes "
+        f"(thing_classes {shown}); stopped before {purpose}. Set {key} {len(classes)} (on the command "
+        f"line or in your config) or use a data set of {num_classes} classes."
+    )
 
 
 def get_video_dataset_dicts(names, filter_empty=True):

@@ -7,7 +7,13 @@ import torch
 from detectron2.engine import DefaultTrainer
 from detectron2.solver.build import maybe_add_gradient_clipping, reduce_param_groups
 
-from ..data import YTVISDatasetMapper, build_video_test_loader, build_video_train_loader
+from ..config import get_num_classes
+from ..data import (
+    YTVISDatasetMapper,
+    build_video_test_loader,
+    build_video_train_loader,
+    check_num_classes,
+)
 
 __all__ = ["VideoTrainer", "build_video_optimizer"]
 
@@ -89,10 +95,17 @@ class VideoTrainer(DefaultTrainer):
     :func:`build_video_optimizer`. Everything else (checkpointing, ``--resume``, hooks, evaluation
     period, DDP through ``launch``) is detectron2's. With ``SOLVER.CHECK_FINITE_LOSSES`` a loss term
     that becomes NaN or infinite stops training with an error naming the term and the iteration.
+    The method's class count (:func:`vis_core.config.register_num_classes_key`) is compared with the
+    ``thing_classes`` of every training set before the first iteration, and of every test set
+    before inference.
     """
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        super().__init__(cfg)  # builds the train loader, which fills the sets' metadata
+        num_classes = get_num_classes(cfg)
+        if num_classes is not None:
+            for name in cfg.DATASETS.TRAIN:
+                check_num_classes(*num_classes, name, "training")
         if cfg.SOLVER.CHECK_FINITE_LOSSES:
             model = self.model.module if hasattr(self.model, "module") else self.model
             model.register_forward_hook(self._check_finite_losses)
@@ -125,6 +138,12 @@ class VideoTrainer(DefaultTrainer):
 
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        num_classes = get_num_classes(cfg)
+        if num_classes is not None:
+            key, value = num_classes
+            return YTVISEvaluator(
+                dataset_name, output_dir=output_folder, num_classes=value, num_classes_key=key
+            )
         return YTVISEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod

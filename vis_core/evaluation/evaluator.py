@@ -10,6 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..data.build import check_num_classes
 from .results import (
     gc_paused,
     prepare_predictions,
@@ -44,6 +45,8 @@ class YTVISEvaluator(DatasetEvaluator):
         *,
         hota: bool = False,
         hota_score_threshold: float = 0.0,
+        num_classes: Optional[int] = None,
+        num_classes_key: str = "num_classes",
     ):
         """
         Args:
@@ -54,6 +57,9 @@ class YTVISEvaluator(DatasetEvaluator):
             hota: also compute HOTA tracking metrics (needs the optional ``trackeval`` package,
                 checked here so that a missing package fails before inference, not after).
             hota_score_threshold: predictions scored below it are left out of HOTA.
+            num_classes: the model's class count; if given, a data set with another number of
+                ``thing_classes`` raises ValueError here, before inference.
+            num_classes_key: the config key of ``num_classes``, named in that error.
         """
         if hota:
             from .hota import hota_metric
@@ -76,6 +82,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 "register it with vis_core.data.register_ytvis_instances."
             )
         self._json_file = json_file
+        if num_classes is not None:
+            check_num_classes(num_classes_key, num_classes, dataset_name, "evaluation")
         mapping = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None)
         if mapping is None:
             categories = sorted(c["id"] for c in read_json(json_file, "ground truth")["categories"])
