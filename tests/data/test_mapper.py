@@ -203,3 +203,20 @@ def test_per_frame_augmentations_only_in_training_and_names_checked():
     cfg.INPUT.PER_FRAME_AUGMENTATIONS = ["rotate"]
     with pytest.raises(ValueError, match=r"INPUT.PER_FRAME_AUGMENTATIONS: unknown \['rotate'\]"):
         YTVISDatasetMapper(cfg, is_train=True)
+
+
+def test_decoding_error_names_file_annotation_video_and_frame(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[1]
+    # A dict edited after loading (the loader would have refused it): every frame's masks break.
+    for frame in d["annotations"]:
+        for a in frame:
+            a["segmentation"] = dict(a["segmentation"], counts=a["segmentation"]["counts"] + "1")
+    mapper = _mapper(True, [], num=2, rng=1)
+    with pytest.raises(
+        ValueError, match=r"annotation \d \(video 2\), frame \d \(.*video2/\d+\.png\)"
+    ):
+        mapper(d)
+    with pytest.raises(ValueError) as info:
+        mapper(d)
+    assert json_path in str(info.value) and "does not decode" in str(info.value)

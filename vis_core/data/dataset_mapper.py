@@ -77,11 +77,22 @@ def build_frame_augmentation(cfg, is_train):
     return augs
 
 
-def _decode(segmentation, height, width):
-    """Compressed RLE or polygons -> (H, W) uint8 mask."""
-    if isinstance(segmentation, dict):
-        return mask_util.decode(segmentation)
-    return polygons_to_bitmask(segmentation, height, width).astype(np.uint8)
+def _decode(annotation, d, t):
+    """The (H, W) uint8 mask of ``annotation`` (compressed RLE or polygons) in frame ``t`` of the
+    video dict ``d``; a segmentation that fails to decode raises ValueError naming the JSON file, the
+    annotation, the video and the frame."""
+    segmentation = annotation["segmentation"]
+    try:
+        if isinstance(segmentation, dict):
+            return mask_util.decode(segmentation)
+        return polygons_to_bitmask(segmentation, d["height"], d["width"]).astype(np.uint8)
+    except (ValueError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"{d.get('json_file', 'the data set')}: annotation {annotation['id']} (video "
+            f"{d['video_id']}), frame {t} ({d['file_names'][t]}): its segmentation does not "
+            f"decode ({type(error).__name__}: {error}); fix it in the JSON (load_ytvis_json "
+            "checks every segmentation)"
+        ) from error
 
 
 class YTVISDatasetMapper:
@@ -195,7 +206,9 @@ class YTVISDatasetMapper:
         }
         if self.is_train:
             frame_annos = [d["annotations"][t] for t in frame_idx]
-            out["instances"] = self._clip_instances(frame_annos, transforms, d, images[0].shape[1:])
+            out["instances"] = self._clip_instances(
+                frame_annos, transforms, d, images[0].shape[1:], frame_idx
+            )
             if not any((inst.gt_ids >= 0).any() for inst in out["instances"]):
                 return None  # every object was cropped away
         return out
@@ -248,9 +261,10 @@ class YTVISDatasetMapper:
         images = [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
         return images, transforms
 
-    def _clip_instances(self, frame_annos, transforms, d, image_size):
+    def _clip_instances(self, frame_annos, transforms, d, image_size, frame_idx):
         """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame;
-        ``transforms`` holds each frame's TransformList."""
+        ``transforms`` holds each frame's TransformList, ``frame_idx`` each frame's index in the video.
+        """
         track_ids = sorted(
             {a["id"] for annos in frame_annos for a in annos if not a.get("iscrowd", 0)}
         )
@@ -258,16 +272,14 @@ class YTVISDatasetMapper:
         classes = {a["id"]: a["category_id"] for annos in frame_annos for a in annos}
         h, w = image_size
         per_frame = []
-        for annos, transform in zip(frame_annos, transforms):
+        for annos, transform, t in zip(frame_annos, transforms, frame_idx):
             masks = np.zeros((len(track_ids), h, w), dtype=bool)
             ids = torch.full((len(track_ids),), -1, dtype=torch.long)
             for a in annos:
                 n = index.get(a["id"])
                 if n is None:  # crowd
                     continue
-                mask = transform.apply_segmentation(
-                    _decode(a["segmentation"], d["height"], d["width"])
-                )
+                mask = transform.apply_segmentation(_decode(a, d, t))
                 masks[n] = mask > 0
                 if masks[n].any():  # an object cropped out of the frame counts as absent
                     ids[n] = a["id"]

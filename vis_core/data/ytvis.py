@@ -3,6 +3,7 @@
 One dataset dict per video::
 
     {"file_names": [T paths], "height": H, "width": W, "length": T, "video_id": int,
+     "json_file": the JSON it came from (named in the mapper's errors),
      "annotations": [T lists of {"id", "category_id" (contiguous), "bbox", "bbox_mode",
                                  "segmentation" (compressed RLE or polygons), "iscrowd"}]}
 
@@ -19,6 +20,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.colormap import colormap
 from fvcore.common.timer import Timer
+
+from ..evaluation.compiled import rle_ops
 
 __all__ = [
     "load_ytvis_json",
@@ -100,6 +103,34 @@ def _frame_segmentation(seg, height, width, where):
     )
 
 
+def check_compressed_rles(rles, where):
+    """Raise YTVISFormatError when a compressed RLE's runs do not add up to its size's height x
+    width (or its string is not compressed RLE): ``where(k)`` names mask k (file, annotation, video,
+    frame). vis_core._rle checks them all in one pass; without it pycocotools decodes each one."""
+    if rle_ops is not None:
+        try:
+            rle_ops.areas(rles)
+        except ValueError as error:
+            k, what = error.args
+            raise YTVISFormatError(
+                f"{where(k)}: invalid compressed RLE: {what}{_RLE_FIX}"
+            ) from None
+        return
+    for k, rle in enumerate(rles):
+        try:
+            mask_util.decode(rle)
+        except (ValueError, TypeError) as error:
+            raise YTVISFormatError(
+                f"{where(k)}: invalid compressed RLE: {error}{_RLE_FIX}"
+            ) from None
+
+
+_RLE_FIX = (
+    "; re-encode the mask with pycocotools.mask.encode(np.asfortranarray(mask)) for the "
+    "video's [height, width]"
+)
+
+
 def _bbox_of(seg, height, width):
     if isinstance(seg, dict):
         return mask_util.toBbox(seg).tolist()
@@ -178,6 +209,7 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
             "width": v["width"],
             "length": length,
             "video_id": vid,
+            "json_file": json_file,
         }
         if "annotations" in data:
             record["annotations"] = [[] for _ in range(length)]
@@ -185,6 +217,7 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
 
     num_objects = 0
     seen_ann_ids = set()
+    compressed, compressed_at = [], []  # every compressed RLE, checked at the end; (ann, video, t)
     for ann in data.get("annotations", []):
         aid = ann.get("id", "?")
         where = f"{json_file}: annotation {aid}"
@@ -212,6 +245,9 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
             seg = _frame_segmentation(seg, h, w, f"{where}, frame {t}")
             if seg is None:
                 continue
+            if isinstance(seg, dict):
+                compressed.append(seg)
+                compressed_at.append((aid, video["video_id"], t))
             bbox = bboxes[t] if bboxes[t] is not None else _bbox_of(seg, h, w)
             video["annotations"][t].append(
                 {
@@ -224,6 +260,12 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
                 }
             )
             num_objects += 1
+
+    def where(k):
+        aid, vid, t = compressed_at[k]
+        return f"{json_file}: annotation {aid} (video {vid}), frame {t}"
+
+    check_compressed_rles(compressed, where)
     logger.info(
         "Loaded %d videos, %d annotated tracks (%d object-frames) from %s in %.2f s",
         len(videos),
