@@ -220,3 +220,22 @@ def test_decoding_error_names_file_annotation_video_and_frame(tiny_ytvis):
     with pytest.raises(ValueError) as info:
         mapper(d)
     assert json_path in str(info.value) and "does not decode" in str(info.value)
+
+
+def test_json_size_wrong_for_the_video_vs_sizes_varying_within_it(tiny_ytvis):
+    import cv2
+
+    json_path, image_root, _ = tiny_ytvis
+    d = dict(load_ytvis_json(json_path, image_root)[0], height=40, width=60)
+    mapper = _mapper(False, [])
+    with pytest.raises(ValueError, match=r"video 1: the JSON says 40x60 .*the frames are 48x64"):
+        mapper(d)
+    # One frame of another size: the sizes vary within the video.
+    d = load_ytvis_json(json_path, image_root)[0]
+    cv2.imwrite(d["file_names"][3], np.zeros((50, 70, 3), np.uint8))
+    with pytest.raises(
+        ValueError, match=r"video 1: frame 3 .* sizes vary within the video"
+    ) as info:
+        mapper(d)
+    assert "48x64: 5 frames (first 0), 50x70: 1 frames (first 3)" in str(info.value)
+    assert json_path in str(info.value)

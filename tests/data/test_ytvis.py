@@ -108,6 +108,7 @@ def _corrupt(tmp_path, edit):
         (lambda d: d["videos"][1].pop("file_names"), r"video 2: missing key\(s\) \['file_names'\]"),
         (lambda d: d["annotations"][0].update(video_id=9), r"annotation 1: video_id 9 is not in"),
         (lambda d: d.pop("categories"), r"missing key\(s\) \['categories'\]"),
+        (lambda d: d["videos"][1].update(file_names=[], length=0), r"video 2 has no frames"),
     ],
 )
 def test_bad_input_names_file_and_record(tmp_path, edit, pattern):

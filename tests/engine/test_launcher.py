@@ -156,3 +156,19 @@ def test_class_count_is_checked_before_training_and_before_inference(tmp_path, p
     with pytest.raises(ValueError, match=message + ".*stopped before evaluation"):
         train_net.main(_args(config, wrong + ["MODEL.WEIGHTS", path], "--eval-only"))
     assert not os.path.exists(os.path.join(str(tmp_path / "out"), "inference", name))
+
+
+def test_unknown_config_key_suggests_the_nearest(tmp_path):
+    from visolo import add_visolo_config
+
+    from vis_core.engine.launcher import UnknownConfigKeyError
+
+    config = os.path.join(REPO, PROJECTS["VISOLO"][0])
+    with pytest.raises(UnknownConfigKeyError, match=r"opts: unknown config key 'SOLVER.MAX_ITERS'; "
+                       r"did you mean 'SOLVER.MAX_ITER'\?"):  # fmt: skip
+        build_video_cfg(config, ["SOLVER.MAX_ITERS", "3"], add_visolo_config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f'_BASE_: "{config}"\nMODEL:\n  VISOLO:\n    GRIDNUM: [3, 3]\n')
+    with pytest.raises(KeyError, match=r"bad.yaml: unknown config key 'MODEL.VISOLO.GRIDNUM'; "
+                       r"did you mean 'MODEL.VISOLO.GRID_NUM'\?"):  # fmt: skip
+        build_video_cfg(str(bad), [], add_visolo_config)

@@ -10,6 +10,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
+from PIL import Image
 
 __all__ = ["YTVISDatasetMapper", "build_frame_augmentation", "build_video_augmentation"]
 
@@ -93,6 +94,44 @@ def _decode(annotation, d, t):
             f"decode ({type(error).__name__}: {error}); fix it in the JSON (load_ytvis_json "
             "checks every segmentation)"
         ) from error
+
+
+def _frame_size(path):
+    """(H, W) of an image file as detectron2's read_image gives it (EXIF rotation applied), read
+    from its header only."""
+    with Image.open(path) as image:
+        w, h = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # rotated by 90 degrees
+            h, w = w, h
+    return h, w
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _size_mismatch(d, t, size):
+    """The message of frame ``t`` of video dict ``d`` having size ``size`` (H, W) where the JSON says
+    another: either the JSON's height/width are wrong for the whole video, or its frames vary."""
+    json_hw = f"{d['height']}x{d['width']}"
+    where = f"{d.get('json_file', 'the data set')}: video {d['video_id']}"
+    sizes = {}
+    for u, path in enumerate(d["file_names"]):
+        sizes.setdefault(size if u == t else _frame_size(path), []).append(u)
+    if len(sizes) == 1:
+        return (
+            f"{where}: the JSON says {json_hw} (height x width), the frames are "
+            f"{size[0]}x{size[1]} (all {len(d['file_names'])} of them, e.g. {d['file_names'][t]}); "
+            f"fix 'height' and 'width' of video {d['video_id']} in the JSON"
+        )
+    listed = ", ".join(
+        f"{h}x{w}: {len(frames)} frames (first {frames[0]})"
+        for (h, w), frames in sorted(sizes.items())
+    )
+    return (
+        f"{where}: frame {t} ({d['file_names'][t]}) has size {size[0]}x{size[1]}, the JSON says "
+        f"{json_hw}: frame sizes vary within the video ({listed}); all frames of a video must share "
+        "one size: resize them to the JSON's"
+    )
 
 
 class YTVISDatasetMapper:
@@ -217,7 +256,7 @@ class YTVISDatasetMapper:
         """Inference input from a video's frames (list of (H, W, 3) uint8 arrays in BGR order, as
         OpenCV reads them): what this mapper gives in test mode for a registered video."""
         if not frames:
-            raise ValueError(f"video {video_id}: no frames")
+            raise ValueError(f"video {video_id} has no frames: give at least one frame")
         if self.image_format == "RGB":
             frames = [f[:, :, ::-1] for f in frames]
         h, w = frames[0].shape[:2]
@@ -234,11 +273,7 @@ class YTVISDatasetMapper:
     def _read_frame(self, d, t):
         image = utils.read_image(d["file_names"][t], format=self.image_format)
         if image.shape[:2] != (d["height"], d["width"]):
-            raise ValueError(
-                f"video {d['video_id']}: frame {t} ({d['file_names'][t]}) has size "
-                f"{image.shape[1]}x{image.shape[0]} (WxH), but the video is "
-                f"{d['width']}x{d['height']}; all frames of a video must share one size"
-            )
+            raise ValueError(_size_mismatch(d, t, image.shape[:2]))
         return image
 
     def _transform_frames(self, frames):

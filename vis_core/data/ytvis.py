@@ -191,7 +191,12 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
         if vid in videos:
             raise YTVISFormatError(f"{json_file}: duplicate video id {vid}")
         length = v.get("length", len(v["file_names"]))
-        if length != len(v["file_names"]) or length == 0:
+        if not v["file_names"]:
+            raise YTVISFormatError(
+                f"{json_file}: video {vid} has no frames ('file_names' is empty); list its frames "
+                "or remove the video from 'videos'"
+            )
+        if length != len(v["file_names"]):
             raise YTVISFormatError(
                 f"{json_file}: video {vid} has length {length} but {len(v['file_names'])} file_names"
             )

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import weakref
 
 import torch
 from detectron2.engine import DefaultTrainer
@@ -14,6 +15,7 @@ from ..data import (
     build_video_train_loader,
     check_num_classes,
 )
+from .checkpoint import VideoCheckpointer
 
 __all__ = ["VideoTrainer", "build_video_optimizer"]
 
@@ -123,6 +125,15 @@ class VideoTrainer(DefaultTrainer):
                 f"Loss term(s) {sorted(bad)} became non-finite ({bad}) at iteration {self.iter}; "
                 "lower SOLVER.BASE_LR, enable SOLVER.CLIP_GRADIENTS, or check the inputs of that loss."
             )
+
+    def build_hooks(self):
+        # Called by DefaultTrainer.__init__ right after it made its DetectionCheckpointer: use one
+        # whose load errors name the file (resume_or_load and the checkpoint hook share it).
+        old = self.checkpointer
+        self.checkpointer = VideoCheckpointer(
+            old.model, old.save_dir, save_to_disk=old.save_to_disk, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
 
     @classmethod
     def build_train_loader(cls, cfg):

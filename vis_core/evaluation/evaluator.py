@@ -125,18 +125,26 @@ class YTVISEvaluator(DatasetEvaluator):
             results = list(itertools.chain(*gathered))
         else:
             results = self._results
+        dataset = read_json(self._json_file, what="ground truth")
+        gt = YTVISGroundTruth(dataset, source=self._json_file)
+        with gc_paused():
+            try:  # the checks of the evaluation CLI, so that a written results.json always loads
+                preds = prepare_predictions(results, gt, source=f"{self._dataset_name} results")
+            except ValueError as error:
+                raise ValueError(
+                    f"YTVISEvaluator: the model's results on {self._dataset_name!r} are invalid, "
+                    f"so no results.json was written to {self._output_dir!r}: {error} Check the "
+                    "model's outputs (pred_scores, pred_classes, pred_masks) for that video."
+                ) from error
         if self._output_dir:
             write_results(results, self._output_dir)
-        dataset = read_json(self._json_file, what="ground truth")
         if not dataset.get("annotations"):
             logger.info(
                 "%s has no ground truth; results written for the server, no metrics computed.",
                 self._dataset_name,
             )
             return {}
-        gt = YTVISGroundTruth(dataset, source=self._json_file)
         with gc_paused():
-            preds = prepare_predictions(results, gt, source=f"{self._dataset_name} results")
             result = evaluate(gt, preds)
             hota = None
             if self._hota:
