@@ -37,6 +37,9 @@ def add_vis_config(cfg):
     """Add the keys shared by all VIS projects to a detectron2 config (in place)."""
     # detectron2 defaults to "cuda"; run on the CPU where there is no GPU (a config or opts still win).
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    # Multi-process training: DDP looks for parameters without a gradient in each iteration; needed
+    # where a config leaves modules unused (VISOLO with both TEMPORAL_AGGREGATION_* off), slower.
+    cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
     # ---- Clip sampling (training) ----
     # Frames per training clip (T).
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
