@@ -10,6 +10,7 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
+from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
 
@@ -18,7 +19,10 @@ __all__ = [
     "build_video_train_loader",
     "check_num_classes",
     "get_video_dataset_dicts",
+    "video_repeat_factors",
 ]
+
+TRAIN_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler")
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ def get_video_dataset_dicts(names, filter_empty=True):
         if not dicts:
             raise ValueError(f"Data set {name!r} is empty")
         dicts_per_set.append(dicts)
+    _check_same_classes(names)
     dicts = list(itertools.chain.from_iterable(dicts_per_set))
     has_annotations = "annotations" in dicts[0]
     if filter_empty and has_annotations:
@@ -102,12 +107,70 @@ def get_video_dataset_dicts(names, filter_empty=True):
     return dicts
 
 
+def _check_same_classes(names):
+    """Several sets trained or tested together must share one class list (ids are contiguous
+    indices into it); raise ValueError naming the first two that differ."""
+    first = MetadataCatalog.get(names[0]).get("thing_classes")
+    for name in names[1:]:
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if first is not None and classes is not None and list(classes) != list(first):
+            raise ValueError(
+                f"Data sets {names[0]!r} and {name!r} are used together but their thing_classes "
+                f"differ: {list(first)} vs {list(classes)}. Use sets of the same categories, or map "
+                "one onto the other's category ids in its JSON."
+            )
+
+
+def video_repeat_factors(dicts, repeat_thresh, sqrt=True):
+    """Per-video repeat factors for RepeatFactorTrainingSampler: a video counts as one "image"
+    whose categories are those of its tracks, and detectron2's formula (LVIS: r = max(1, sqrt(t /
+    f(c))) of the video's rarest category c, f(c) the fraction of videos holding c) gives its
+    factor. Returns a float tensor with one factor per dict."""
+    per_video = [
+        {
+            "annotations": [
+                {"category_id": c}
+                for c in {a["category_id"] for frame in d.get("annotations", []) for a in frame}
+            ]
+        }
+        for d in dicts
+    ]
+    return RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+        per_video, repeat_thresh, sqrt=sqrt
+    )
+
+
+def build_train_sampler(cfg, dicts):
+    """The sampler named by ``cfg.DATALOADER.SAMPLER_TRAIN`` over ``dicts`` (one per video)."""
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    if name == "TrainingSampler":
+        return TrainingSampler(len(dicts))
+    if name == "RepeatFactorTrainingSampler":
+        factors = video_repeat_factors(
+            dicts, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT
+        )
+        logger.info(
+            "RepeatFactorTrainingSampler: %d videos, %.1f clips per epoch (threshold %g)",
+            len(dicts),
+            float(factors.sum()),
+            cfg.DATALOADER.REPEAT_THRESHOLD,
+        )
+        return RepeatFactorTrainingSampler(factors)
+    raise ValueError(
+        f"DATALOADER.SAMPLER_TRAIN = {name!r} is not supported for video training; choose one of "
+        f"{list(TRAIN_SAMPLERS)} (RepeatFactorTrainingSampler repeats videos of rare categories, "
+        "DATALOADER.REPEAT_THRESHOLD)"
+    )
+
+
 def build_video_train_loader(cfg, mapper):
-    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts."""
+    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts, drawn
+    by ``DATALOADER.SAMPLER_TRAIN`` (TrainingSampler or RepeatFactorTrainingSampler)."""
     dicts = get_video_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     return build_detection_train_loader(
         dataset=dicts,
         mapper=mapper,
+        sampler=build_train_sampler(cfg, dicts),
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
