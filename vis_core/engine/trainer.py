@@ -131,8 +131,9 @@ def _video_ddp(cfg):
 class VideoTrainer(DefaultTrainer):
     """DefaultTrainer for video models: clip loaders with the video mapper, YTVISEvaluator, and
     :func:`build_video_optimizer`. Everything else (checkpointing, ``--resume``, hooks, evaluation
-    period, ``launch``) is detectron2's; DDP works on the CPU too (:func:`create_video_ddp_model`). With ``SOLVER.CHECK_FINITE_LOSSES`` a loss term
-    that becomes NaN or infinite stops training with an error naming the term and the iteration.
+    period, ``launch``) is detectron2's; DDP works on the CPU too (:func:`create_video_ddp_model`).
+    With ``SOLVER.CHECK_FINITE_LOSSES`` a loss term that becomes NaN or infinite stops training with
+    an error naming the term and the iteration.
     The method's class count (:func:`vis_core.config.register_num_classes_key`) is compared with the
     ``thing_classes`` of every training set before the first iteration, and of every test set
     before inference.
@@ -198,13 +199,10 @@ class VideoTrainer(DefaultTrainer):
 
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        num_classes = get_num_classes(cfg)
-        if num_classes is not None:
-            key, value = num_classes
-            return YTVISEvaluator(
-                dataset_name, output_dir=output_folder, num_classes=value, num_classes_key=key
-            )
-        return YTVISEvaluator(dataset_name, output_dir=output_folder)
+        key, value = get_num_classes(cfg) or ("num_classes", None)
+        return YTVISEvaluator(
+            dataset_name, output_dir=output_folder, num_classes=value, num_classes_key=key
+        )
 
     @classmethod
     def build_optimizer(cls, cfg, model):
