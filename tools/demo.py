@@ -37,6 +37,8 @@ from vis_core.inference.visualize import TrackDrawer, contact_sheet
 
 logger = logging.getLogger("vis_core.demo")
 
+SHEET_TILE_WIDTH = 320  # pixels
+
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -150,13 +152,14 @@ def main(argv=None):
     sheet = []
     with VideoWriter(args.output, fps=fps) as writer:
         for t, frame in enumerate(tqdm(frames, desc="drawing")):
-            drawn = drawer.draw(frame, t)
-            writer.write(drawn)
-            if t in sheet_idx:
-                sheet.append(drawn)
+            writer.write(drawer.draw(frame, t))
+            if t in sheet_idx:  # drawn again at the tile's size, so that its labels stay legible
+                sheet.append(drawer.draw(frame, t, width=SHEET_TILE_WIDTH))
     stem = os.path.splitext(args.output)[0]
     tiles = [f"frame {t}" for t in sorted(sheet_idx)]
-    cv2.imwrite(f"{stem}_sheet.png", contact_sheet(sheet, labels=tiles)[:, :, ::-1])
+    cv2.imwrite(
+        f"{stem}_sheet.png", contact_sheet(sheet, width=SHEET_TILE_WIDTH, labels=tiles)[:, :, ::-1]
+    )
     h, w = frames[0].shape[:2]
     to_dataset_id = metadata.get("thing_dataset_id_to_contiguous_id", None)
     to_dataset_id = {v: k for k, v in to_dataset_id.items()} if to_dataset_id else None

@@ -45,9 +45,19 @@ class TrackDrawer:
         }
         self.output, self.metadata = output, metadata
 
-    def draw(self, frame_bgr, t):
-        """Return the RGB frame ``t`` with its visible tracks drawn."""
+    def draw(self, frame_bgr, t, width=None):
+        """Return the RGB frame ``t`` with its visible tracks drawn; with ``width``, drawn on the
+        frame resized to that width (masks too), so that labels are sized for that image, e.g. a
+        contact-sheet tile, instead of shrinking with it."""
         masks = frame_masks(self.output, t)
+        h, w = frame_bgr.shape[:2]
+        if width is not None and width != w:
+            size = (width, max(1, int(round(h * width / w))))  # (W', H') as cv2 takes it
+            frame_bgr = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
+            masks = [
+                None if m is None else cv2.resize(m.astype(np.uint8), size, cv2.INTER_NEAREST) > 0
+                for m in masks
+            ]
         visible = [i for i in self.keep if masks[i] is not None]
         vis = Visualizer(frame_bgr[:, :, ::-1], self.metadata, instance_mode=ColorMode.IMAGE)
         if visible:
