@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Installs vis_core, the shared core of the VIS project collection.
+"""Installs vis_core, the shared core of the VIS project collection, and every project's package.
+
+Each ``projects/<Method>/<package>/`` (a folder with an ``__init__.py``, e.g. ``projects/VISOLO/visolo``)
+is installed as the top-level package ``<package>``, so that ``import visolo`` works from anywhere and a
+new project is picked up without editing this file.
 
 The compiled ops (``vis_core._C``, sources in ``vis_core/csrc``) are built where a CUDA toolkit is
 found; set ``VIS_CORE_NO_CUDA_OPS=1`` to skip them. ``vis_core._rle`` (``vis_core/csrc/rle``: mask
@@ -49,6 +53,25 @@ def _cuda_library_dirs(cuda_home):
 
 
 RLE_CSRC = os.path.join("vis_core", "csrc", "rle")
+
+
+def project_packages(root=HERE):
+    """(packages, package_dir) of every project's package: ``projects/<Method>/<package>/__init__.py``
+    becomes the importable package ``<package>`` (with its sub-packages). Two projects shipping a
+    package of the same name would shadow each other, so that stops the install."""
+    packages, package_dir = [], {}
+    for init in sorted(glob.glob(os.path.join(root, "projects", "*", "*", "__init__.py"))):
+        folder = os.path.dirname(init)
+        name = os.path.basename(folder)
+        rel = os.path.relpath(folder, root)
+        if name in package_dir:
+            raise RuntimeError(
+                f"projects {package_dir[name]!r} and {rel!r} both ship a package named {name!r}; "
+                "rename one of them"
+            )
+        package_dir[name] = rel
+        packages += [name] + [f"{name}.{sub}" for sub in find_packages(where=folder)]
+    return packages, package_dir
 
 
 def get_cpu_extensions():
@@ -133,27 +156,31 @@ def get_cmdclass():
     return {"build_ext": TolerantBuildExtension}
 
 
-setup(
-    name="vis_core",
-    version="0.1.0",
-    description="Shared core of a detectron2 project collection for video instance segmentation",
-    packages=find_packages(include=["vis_core", "vis_core.*"]),
-    python_requires=">=3.10",
-    install_requires=[
-        "torch>=2.0",
-        "torchvision",
-        "numpy<2",
-        "fvcore>=0.1.5",
-        "pycocotools>=2.0.2",
-        "orjson",  # fast JSON parsing of results.json in vis_core.evaluation (optional at run time)
-        "msgspec>=0.18",  # typed, validating parse of results.json (optional at run time)
-        "opencv-python-headless<4.12",
-        "scipy>=1.7",
-        "tqdm",
-        "matplotlib",
-        "tabulate",
-    ],
-    extras_require={"dev": ["pytest>=7", "black>=23", "ruff>=0.4"]},
-    ext_modules=get_cpu_extensions() + get_extensions(),
-    cmdclass=get_cmdclass(),
-)
+if __name__ == "__main__":  # pip and setuptools run this file as __main__; tests import it
+    PROJECT_PACKAGES, PROJECT_PACKAGE_DIR = project_packages()
+
+    setup(
+        name="vis_core",
+        version="0.1.0",
+        description="Shared core of a detectron2 project collection for video instance segmentation",
+        packages=find_packages(include=["vis_core", "vis_core.*"]) + PROJECT_PACKAGES,
+        package_dir=PROJECT_PACKAGE_DIR,
+        python_requires=">=3.10",
+        install_requires=[
+            "torch>=2.0",
+            "torchvision",
+            "numpy<2",
+            "fvcore>=0.1.5",
+            "pycocotools>=2.0.2",
+            "orjson",  # fast JSON parsing of results.json in vis_core.evaluation (optional at run time)
+            "msgspec>=0.18",  # typed, validating parse of results.json (optional at run time)
+            "opencv-python-headless<4.12",
+            "scipy>=1.7",
+            "tqdm",
+            "matplotlib",
+            "tabulate",
+        ],
+        extras_require={"dev": ["pytest>=7", "black>=23", "ruff>=0.4"]},
+        ext_modules=get_cpu_extensions() + get_extensions(),
+        cmdclass=get_cmdclass(),
+    )

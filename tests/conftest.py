@@ -1,12 +1,32 @@
 """Shared test fixtures: tiny YouTube-VIS-format data sets written to a temporary folder."""
 
+import glob
+import importlib.util
 import json
 import os
+import sys
 
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _make_projects_importable():
+    """Where the repository is used without `pip install -e .` (PYTHONPATH=repo), put each project's
+    folder on the path of this process and of the processes it starts, as the install would."""
+    for init in sorted(glob.glob(os.path.join(REPO, "projects", "*", "*", "__init__.py"))):
+        package_dir = os.path.dirname(init)
+        if importlib.util.find_spec(os.path.basename(package_dir)) is None:
+            project = os.path.dirname(package_dir)
+            sys.path.append(project)
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            os.environ["PYTHONPATH"] = os.pathsep.join(paths + [project])
+
+
+_make_projects_importable()
 
 
 def write_tiny_ytvis(

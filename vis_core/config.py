@@ -3,13 +3,43 @@
 import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_vis_config"]
+__all__ = ["add_vis_config", "get_num_classes", "register_num_classes_key"]
+
+# META_ARCHITECTURE -> the config key of its class count, e.g. "VISOLO" -> "MODEL.VISOLO.NUM_CLASSES".
+_NUM_CLASSES_KEYS = {}
+
+
+def register_num_classes_key(meta_architecture: str, key: str) -> None:
+    """Declare that the class count of ``meta_architecture`` (a META_ARCH_REGISTRY name) is the
+    config key ``key``; every method's package calls this once, at import, so that the trainer and
+    the evaluator compare it with the data set's ``thing_classes`` before they start."""
+    known = _NUM_CLASSES_KEYS.setdefault(meta_architecture, key)
+    if known != key:
+        raise ValueError(
+            f"register_num_classes_key: {meta_architecture!r} already declares {known!r} as its "
+            f"class count, not {key!r}"
+        )
+
+
+def get_num_classes(cfg):
+    """``(key, value)`` of the class count of ``cfg.MODEL.META_ARCHITECTURE``, or None where the
+    method declares none (:func:`register_num_classes_key`)."""
+    key = _NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE)
+    if key is None:
+        return None
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return key, int(node)
 
 
 def add_vis_config(cfg):
     """Add the keys shared by all VIS projects to a detectron2 config (in place)."""
     # detectron2 defaults to "cuda"; run on the CPU where there is no GPU (a config or opts still win).
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    # Multi-process training: DDP looks for parameters without a gradient in each iteration; needed
+    # where a config leaves modules unused (VISOLO with both TEMPORAL_AGGREGATION_* off), slower.
+    cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
     # ---- Clip sampling (training) ----
     # Frames per training clip (T).
     cfg.INPUT.SAMPLING_FRAME_NUM = 2
@@ -40,6 +70,8 @@ def add_vis_config(cfg):
     # probability ratio_i / sum (e.g. [0.75, 0.25] for YouTube-VIS + COCO pseudo-videos); [] = the
     # sets concatenated.
     cfg.DATASETS.DATASET_RATIO = []
+    # Your own YouTube-VIS-format sets, registered when the config is built: [[name, json_file, image_root], ...].
+    cfg.DATASETS.YTVIS_JSON = []
     # Test-time data loading workers (training uses DATALOADER.NUM_WORKERS).
     cfg.DATALOADER.TEST_NUM_WORKERS = 0
 

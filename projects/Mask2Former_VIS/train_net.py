@@ -6,19 +6,15 @@
     python projects/Mask2Former_VIS/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model.pth
 """
 
-import os
-import sys
+from mask2former_vis import add_mask2former_vis_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from mask2former_vis import add_mask2former_vis_config  # noqa: E402
-
-from vis_core.engine import build_video_cfg, launch_train_net, train_or_evaluate  # noqa: E402
+from vis_core.engine import build_video_cfg, launch_train_net, train_or_evaluate
 
 
 def setup_cfg(config_file, opts=()):
-    """The frozen config of ``config_file`` with ``opts`` applied, without side effects (the demo
-    and the benchmark build their model from it through vis_core.engine.project)."""
+    """The frozen config of ``config_file`` with ``opts`` applied and its DATASETS.YTVIS_JSON sets
+    registered (the demo and the benchmark build their model from it through vis_core.engine.project).
+    """
     return build_video_cfg(config_file, opts, add_mask2former_vis_config)
 
 

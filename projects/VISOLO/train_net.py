@@ -5,19 +5,15 @@
 OUTPUT_DIR; ``--num-gpus``/``--num-machines`` scale out through detectron2's ``launch``.
 """
 
-import os
-import sys
+from visolo import add_visolo_config
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from visolo import add_visolo_config  # noqa: E402
-
-from vis_core.engine import build_video_cfg, launch_train_net, train_or_evaluate  # noqa: E402
+from vis_core.engine import build_video_cfg, launch_train_net, train_or_evaluate
 
 
 def setup_cfg(config_file, opts=()):
-    """The frozen config of ``config_file`` with ``opts`` applied, without side effects (the demo
-    and the benchmark build their model from it through vis_core.engine.project)."""
+    """The frozen config of ``config_file`` with ``opts`` applied and its DATASETS.YTVIS_JSON sets
+    registered (the demo and the benchmark build their model from it through vis_core.engine.project).
+    """
     return build_video_cfg(config_file, opts, add_visolo_config)
 
 

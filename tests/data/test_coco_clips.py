@@ -142,7 +142,7 @@ def test_dataset_ratio_is_checked_against_the_train_sets(tiny_ytvis):
     with pytest.raises(ValueError, match="needs one ratio per DATASETS.TRAIN set"):
         build_video_train_loader(cfg, mapper=None)
     cfg.DATASETS.DATASET_RATIO = [0.5, 0.5]
-    with pytest.raises(ValueError, match="different thing_classes"):
+    with pytest.raises(ValueError, match="thing_classes differ"):
         build_video_train_loader(cfg, mapper=None)
     cfg.DATASETS.TRAIN = ("tiny_coco_rg", "tiny_coco_rg")
     cfg.DATALOADER.NUM_WORKERS = 0

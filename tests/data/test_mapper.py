@@ -254,3 +254,39 @@ def test_test_frames_are_read_only_when_accessed_one_at_a_time(tiny_ytvis, monke
     assert all(torch.equal(a, b) for a, b in zip(eager["image"], out["image"]))
     with pytest.raises(IndexError):
         out["image"][6]
+
+
+def test_decoding_error_names_file_annotation_video_and_frame(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[1]
+    # A dict edited after loading (the loader would have refused it): every frame's masks break.
+    for frame in d["annotations"]:
+        for a in frame:
+            a["segmentation"] = dict(a["segmentation"], counts=a["segmentation"]["counts"] + "1")
+    mapper = _mapper(True, [], num=2, rng=1)
+    with pytest.raises(
+        ValueError, match=r"annotation \d \(video 2\), frame \d \(.*video2/\d+\.png\)"
+    ):
+        mapper(d)
+    with pytest.raises(ValueError) as info:
+        mapper(d)
+    assert json_path in str(info.value) and "does not decode" in str(info.value)
+
+
+def test_json_size_wrong_for_the_video_vs_sizes_varying_within_it(tiny_ytvis):
+    import cv2
+
+    json_path, image_root, _ = tiny_ytvis
+    d = dict(load_ytvis_json(json_path, image_root)[0], height=40, width=60)
+    mapper = _mapper(False, [])
+    with pytest.raises(ValueError, match=r"video 1: the JSON says 40x60 .*the frames are 48x64"):
+        list(mapper(d)["image"])  # test frames are read when the model reaches them
+    # One frame of another size: the sizes vary within the video.
+    d = load_ytvis_json(json_path, image_root)[0]
+    cv2.imwrite(d["file_names"][3], np.zeros((50, 70, 3), np.uint8))
+    with pytest.raises(
+        ValueError, match=r"video 1: frame 3 .* sizes vary within the video"
+    ) as info:
+        list(mapper(d)["image"])
+    assert "48x64: 5 frames (first 0), 50x70: 1 frames (first 3)" in str(info.value)
+    assert json_path in str(info.value)

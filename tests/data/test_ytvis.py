@@ -108,6 +108,7 @@ def _corrupt(tmp_path, edit):
         (lambda d: d["videos"][1].pop("file_names"), r"video 2: missing key\(s\) \['file_names'\]"),
         (lambda d: d["annotations"][0].update(video_id=9), r"annotation 1: video_id 9 is not in"),
         (lambda d: d.pop("categories"), r"missing key\(s\) \['categories'\]"),
+        (lambda d: d["videos"][1].update(file_names=[], length=0), r"video 2 has no frames"),
     ],
 )
 def test_bad_input_names_file_and_record(tmp_path, edit, pattern):
@@ -213,3 +214,34 @@ def test_held_out_split_is_registered(tmp_path, monkeypatch):
     assert not {d["video_id"] for d in train} & {d["video_id"] for d in val}
     assert MetadataCatalog.get("ytvis_2021_sub_val").json_file.endswith("train_sub_val.json")
     assert all(a for d in val for a in d["annotations"])
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["vis_core._rle", "pycocotools"])
+def test_compressed_rle_is_checked_at_load(tmp_path, monkeypatch, compiled):
+    import vis_core.data.ytvis as ytvis
+
+    if not compiled:
+        monkeypatch.setattr(ytvis, "rle_ops", None)
+    elif ytvis.rle_ops is None:
+        pytest.skip("vis_core._rle is not built")
+
+    def edit(d):
+        seg = d["annotations"][2]["segmentations"][4]  # annotation 3, video 2, frame 4
+        seg["counts"] += "1"  # one run more: the runs exceed height x width
+
+    json_path, image_root = _corrupt(tmp_path, edit)
+    what = "its runs cover .* pixels, but its size 48x64 has 3072" if compiled else "Invalid RLE"
+    with pytest.raises(
+        YTVISFormatError,
+        match=rf"annotation 3 \(video 2\), frame 4: invalid compressed RLE: {what}.*re-encode",
+    ) as info:
+        load_ytvis_json(json_path, image_root)
+    assert json_path in str(info.value)
+
+    def truncate(d):
+        seg = d["annotations"][0]["segmentations"][1]
+        seg["counts"] = seg["counts"][:-1]
+
+    json_path, image_root = _corrupt(tmp_path / "truncated", truncate)
+    with pytest.raises(YTVISFormatError, match=r"annotation 1 \(video 1\), frame 1: invalid"):
+        load_ytvis_json(json_path, image_root)

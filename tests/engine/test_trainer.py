@@ -109,6 +109,25 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
 
 
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    from vis_core.engine import load_inference_weights
+
+    cfg = _cfg(tmp_path, 2)
+    trainer = VideoTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    with open(final, "rb") as f:
+        head = f.read(os.path.getsize(final) // 2)
+    with open(final, "wb") as f:  # as an interrupted copy leaves it
+        f.write(head)
+    message = r"checkpoint '.*model_final.pth' cannot be read .*truncated"
+    with pytest.raises(RuntimeError, match=message):
+        VideoTrainer(cfg).resume_or_load(resume=True)  # OUTPUT_DIR/last_checkpoint names it
+    with pytest.raises(RuntimeError, match=message):
+        load_inference_weights(_TrainerTestModel(cfg), final)
+
+
 def test_non_finite_loss_names_term_and_iteration(tmp_path, monkeypatch):
     monkeypatch.setenv("_TRAINER_TEST_LOSS_SCALE", "inf")
     cfg = _cfg(tmp_path, 4)

@@ -162,6 +162,23 @@ def test_evaluator_agrees_with_cli(case, tmp_path):
     assert metrics["AP"] == pytest.approx(direct["AP"], abs=1e-9)
 
 
+def test_evaluator_refuses_invalid_results_before_writing(case, tmp_path):
+    from vis_core.evaluation import YTVISEvaluator
+
+    gt, res, gt_path, _ = case
+    _register_tiny("test_ytvis_eval_nan", gt_path, gt)
+    v = gt["videos"][0]
+    evaluator = YTVISEvaluator("test_ytvis_eval_nan", output_dir=str(tmp_path / "out"))
+    inp = {"video_id": v["id"], "height": v["height"], "width": v["width"], "length": v["length"]}
+    masks = torch.zeros(1, v["length"], v["height"], v["width"], dtype=torch.bool)
+    masks[0, :, :2, :2] = True
+    out = {"pred_scores": torch.tensor([float("nan")]), "pred_classes": torch.tensor([0])}
+    evaluator.process([inp], [dict(out, pred_masks=masks)])
+    with pytest.raises(ValueError, match=r"invalid, so no results.json was written.*finite number"):
+        evaluator.evaluate()
+    assert not os.path.exists(tmp_path / "out" / "results.json")
+
+
 def test_split_cli_disjoint_by_video(case, tmp_path):
     from vis_core.data.split import main as split_main
 

@@ -110,3 +110,23 @@ def test_video_frames_decode_on_access_forwards_backwards_and_by_window(tmp_path
         cv2.imwrite(str(tmp_path / f"{k:03d}.png"), f)
     files = VideoFrames(frame_files=list_frame_files(str(tmp_path / "*.png")))
     assert len(files) == t and [grey(f) for f in files[::5]] == [0, 5, 10]
+
+
+def test_labels_drawn_at_the_tile_size_stay_legible():
+    import cv2
+
+    h, w = 720, 1280
+    masks = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    masks[0, 0, 200:500, 300:900] = True
+    output = {"pred_scores": torch.tensor([0.9]), "pred_classes": torch.tensor([0]),
+              "pred_masks": masks}  # fmt: skip
+    drawer = TrackDrawer(output, Metadata(name="x", thing_classes=["a"]))
+    frame = np.full((h, w, 3), 255, np.uint8)
+    tile = drawer.draw(frame, 0, width=320)
+    shrunk = cv2.resize(drawer.draw(frame, 0), (320, 180), interpolation=cv2.INTER_AREA)
+    assert tile.shape == shrunk.shape == (180, 320, 3)
+
+    def label_rows(image):  # rows holding the label's dark box
+        return int((image.max(axis=2) < 80).any(axis=1).sum())
+
+    assert label_rows(tile) >= 8 and label_rows(shrunk) <= 4, (label_rows(tile), label_rows(shrunk))

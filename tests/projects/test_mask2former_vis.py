@@ -3,7 +3,6 @@
 import glob
 import os
 import pickle
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -14,6 +13,13 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
+from mask2former_vis import (
+    add_mask2former_vis_config,
+    encode_rle,
+    link_queries,
+    masks_to_original_size,
+    select_top_pairs,
+)
 
 from vis_core.config import add_vis_config
 from vis_core.modeling.position_encoding import (
@@ -23,16 +29,6 @@ from vis_core.modeling.position_encoding import (
 )
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "Mask2Former_VIS")
-sys.path.insert(0, ROOT)
-
-from mask2former_vis import (  # noqa: E402
-    add_mask2former_vis_config,
-    encode_rle,
-    link_queries,
-    masks_to_original_size,
-    select_top_pairs,
-)
-
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
 SYNTHVIS = "synthvis/Mask2Former_VIS_R18.yaml"
 TINY = [

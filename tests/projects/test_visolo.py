@@ -2,28 +2,24 @@
 
 import glob
 import os
-import sys
 
 import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 import torch
+import visolo.meta_arch as visolo_meta_arch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
+from visolo import add_visolo_config
+from visolo.inference import MemoryEntry, MemoryQueue, greedy_link
+from visolo.targets import assign_cells
 
 from vis_core.config import add_vis_config
 from vis_core.engine import load_inference_weights
 from vis_core.modeling.matrix_nms import matrix_nms
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VISOLO")
-sys.path.insert(0, ROOT)
-
-import visolo.meta_arch as visolo_meta_arch  # noqa: E402
-from visolo import add_visolo_config  # noqa: E402
-from visolo.inference import MemoryEntry, MemoryQueue, greedy_link  # noqa: E402
-from visolo.targets import assign_cells  # noqa: E402
-
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
 
 
@@ -462,7 +458,12 @@ def test_missing_frame_file_is_named_before_evaluation(tmp_path):
 
 
 def test_benchmark_memory_plays_the_video_forwards_and_backwards():
-    import benchmark_memory
+    import importlib.util
+
+    path = os.path.join(ROOT, "benchmark_memory.py")  # a script of the project, not in its package
+    spec = importlib.util.spec_from_file_location("visolo_benchmark_memory", path)
+    benchmark_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark_memory)
 
     assert benchmark_memory._ping_pong(3, 9) == [0, 1, 2, 1, 0, 1, 2, 1, 0]
     assert benchmark_memory._ping_pong(1, 3) == [0, 0, 0]

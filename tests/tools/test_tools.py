@@ -50,6 +50,10 @@ def test_demo_writes_video_sheet_and_results(tmp_path):
     assert os.path.getsize(out) > 0
     sheet = cv2.imread(str(tmp_path / "out" / "demo_sheet.png"))
     assert sheet is not None and sheet.ndim == 3
+    # Every tile (4 per row, 320 px wide) carries its frame number, white on a black box.
+    for left in (0, 320, 640, 960):
+        corner = sheet[:12, left + 2 : left + 40]
+        assert (corner == 0).all(axis=2).any() and (corner > 200).all(axis=2).any(), left
     results = json.load(open(tmp_path / "out" / "demo_results.json"))
     assert all(len(r["segmentations"]) == 5 for r in results)
 
@@ -74,3 +78,47 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     own = str(tmp_path / "visolo.pth")
     torch.save({"model": visolo.state_dict()}, own)
     load_inference_weights(visolo, own)
+
+
+def _tiny_set(tmp_path, name):
+    """A registered-from-the-config 2-class set whose category ids are 5 and 9 (not 1, 2)."""
+    from tests.conftest import write_tiny_ytvis
+
+    json_path, image_root, _ = write_tiny_ytvis(str(tmp_path / name), num_videos=1)
+    data = json.load(open(json_path))
+    data["categories"] = [dict(c, id=5 if c["id"] == 1 else 9) for c in data["categories"]]
+    for a in data["annotations"]:
+        a["category_id"] = 5 if a["category_id"] == 1 else 9
+    json.dump(data, open(json_path, "w"))
+    return ["DATASETS.YTVIS_JSON", str([[name, json_path, image_root]]),
+            "DATASETS.TEST", f"('{name}',)", "DATASETS.TRAIN", "()"]  # fmt: skip
+
+
+def test_demo_labels_from_the_configs_data_set_and_fps_of_the_input(tmp_path):
+    frames = str(tmp_path / "frames")
+    _write_frames(frames, n=4)
+    video = str(tmp_path / "input.mp4")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 7.0, (80, 48))
+    for f in sorted(os.listdir(frames)):
+        writer.write(cv2.imread(os.path.join(frames, f)))
+    writer.release()
+    data = _tiny_set(tmp_path, "demo_tiny_5_9")
+    out = str(tmp_path / "demo.mp4")
+    opts = SMALL + data + ["MODEL.VISOLO.NUM_CLASSES", "2"]
+    _tool("demo").main(["--config-file", VISOLO_CFG, "--video-input", video, "--output", out,
+                        "--confidence-threshold", "0", "--opts", *opts])  # fmt: skip
+    capture = cv2.VideoCapture(out)
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
+    capture.release()
+    results = json.load(open(tmp_path / "demo_results.json"))
+    assert results and {r["category_id"] for r in results} <= {5, 9}  # the data set's ids
+
+    demo = _tool("demo")
+    wrong = SMALL + data + ["MODEL.VISOLO.NUM_CLASSES", "3"]
+    with pytest.raises(ValueError, match=r"MODEL.VISOLO.NUM_CLASSES = 3, but data set "
+                       r"'demo_tiny_5_9' has 2 classes.*drawing the demo's labels"):  # fmt: skip
+        demo.main(["--config-file", VISOLO_CFG, "--input", frames, "--output", out, *wrong])
+    none = SMALL + ["DATASETS.TEST", "()", "DATASETS.TRAIN", "()"]
+    with pytest.raises(ValueError, match=r"none of DATASETS.TEST \+ DATASETS.TRAIN = \[\] has "
+                       r"thing_classes.*DATASETS.YTVIS_JSON"):  # fmt: skip
+        demo.main(["--config-file", VISOLO_CFG, "--input", frames, "--output", out, *none])

@@ -3,7 +3,12 @@
 Importing this package registers the built-in splits (idempotently); see ``builtin.py``.
 """
 
-from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
+from .build import (
+    build_video_test_loader,
+    build_video_train_loader,
+    check_num_classes,
+    get_video_dataset_dicts,
+)
 from .builtin import register_all_builtin
 from .coco_clips import (
     coco_category_map,
@@ -12,7 +17,12 @@ from .coco_clips import (
     register_coco_pseudo_videos,
 )
 from .dataset_mapper import YTVISDatasetMapper, build_video_augmentation
-from .ytvis import YTVISFormatError, load_ytvis_json, register_ytvis_instances
+from .ytvis import (
+    YTVISFormatError,
+    load_ytvis_json,
+    register_ytvis_from_config,
+    register_ytvis_instances,
+)
 
 register_all_builtin()
 register_all_coco_pseudo_videos()
@@ -27,8 +37,10 @@ __all__ = [
     "load_coco_pseudo_videos",
     "register_all_coco_pseudo_videos",
     "register_coco_pseudo_videos",
+    "check_num_classes",
     "get_video_dataset_dicts",
     "load_ytvis_json",
     "register_all_builtin",
+    "register_ytvis_from_config",
     "register_ytvis_instances",
 ]

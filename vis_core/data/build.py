@@ -11,6 +11,7 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
+from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.utils import comm
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
@@ -19,8 +20,12 @@ __all__ = [
     "RatioMixedLoader",
     "build_video_test_loader",
     "build_video_train_loader",
+    "check_num_classes",
     "get_video_dataset_dicts",
+    "video_repeat_factors",
 ]
+
+TRAIN_SAMPLERS = ("TrainingSampler", "RepeatFactorTrainingSampler")
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,24 @@ def _log_class_histogram(dicts, class_names):
         tablefmt="pipe",
     )
     logger.info("Distribution of tracks among %d categories:\n%s", len(class_names), table)
+
+
+def check_num_classes(key: str, num_classes: int, dataset_name: str, purpose: str) -> None:
+    """Raise ValueError when the model's class count (config ``key`` = ``num_classes``) differs from
+    the number of ``thing_classes`` of the registered data set ``dataset_name``. ``purpose`` ("training",
+    "evaluation") says what was about to start. A set whose metadata is filled at load is loaded."""
+    meta = MetadataCatalog.get(dataset_name)
+    if meta.get("thing_classes") is None and dataset_name in DatasetCatalog.list():
+        DatasetCatalog.get(dataset_name)
+    classes = meta.get("thing_classes")
+    if classes is None or len(classes) == num_classes:
+        return
+    shown = classes if len(classes) <= 10 else classes[:10] + ["..."]
+    raise ValueError(
+        f"{key} = {num_classes}, but data set {dataset_name!r} has {len(classes)} classes "
+        f"(thing_classes {shown}); stopped before {purpose}. Set {key} {len(classes)} (on the command "
+        f"line or in your config) or use a data set of {num_classes} classes."
+    )
 
 
 def get_video_dataset_dicts(names, filter_empty=True):
@@ -68,6 +91,7 @@ def get_video_dataset_dicts(names, filter_empty=True):
         if not dicts:
             raise ValueError(f"Data set {name!r} is empty")
         dicts_per_set.append(dicts)
+    _check_same_classes(names)
     dicts = list(itertools.chain.from_iterable(dicts_per_set))
     has_annotations = "annotations" in dicts[0]
     if filter_empty and has_annotations:
@@ -84,6 +108,62 @@ def get_video_dataset_dicts(names, filter_empty=True):
     if has_annotations:
         _log_class_histogram(dicts, MetadataCatalog.get(names[0]).thing_classes)
     return dicts
+
+
+def _check_same_classes(names):
+    """Several sets trained or tested together must share one class list (ids are contiguous
+    indices into it); raise ValueError naming the first two that differ."""
+    first = MetadataCatalog.get(names[0]).get("thing_classes")
+    for name in names[1:]:
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if first is not None and classes is not None and list(classes) != list(first):
+            raise ValueError(
+                f"Data sets {names[0]!r} and {name!r} are used together but their thing_classes "
+                f"differ: {list(first)} vs {list(classes)}. Use sets of the same categories, or map "
+                "one onto the other's category ids in its JSON."
+            )
+
+
+def video_repeat_factors(dicts, repeat_thresh, sqrt=True):
+    """Per-video repeat factors for RepeatFactorTrainingSampler: a video counts as one "image"
+    whose categories are those of its tracks, and detectron2's formula (LVIS: r = max(1, sqrt(t /
+    f(c))) of the video's rarest category c, f(c) the fraction of videos holding c) gives its
+    factor. Returns a float tensor with one factor per dict."""
+    per_video = [
+        {
+            "annotations": [
+                {"category_id": c}
+                for c in {a["category_id"] for frame in d.get("annotations", []) for a in frame}
+            ]
+        }
+        for d in dicts
+    ]
+    return RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+        per_video, repeat_thresh, sqrt=sqrt
+    )
+
+
+def build_train_sampler(cfg, dicts):
+    """The sampler named by ``cfg.DATALOADER.SAMPLER_TRAIN`` over ``dicts`` (one per video)."""
+    name = cfg.DATALOADER.SAMPLER_TRAIN
+    if name == "TrainingSampler":
+        return TrainingSampler(len(dicts))
+    if name == "RepeatFactorTrainingSampler":
+        factors = video_repeat_factors(
+            dicts, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT
+        )
+        logger.info(
+            "RepeatFactorTrainingSampler: %d videos, %.1f clips per epoch (threshold %g)",
+            len(dicts),
+            float(factors.sum()),
+            cfg.DATALOADER.REPEAT_THRESHOLD,
+        )
+        return RepeatFactorTrainingSampler(factors)
+    raise ValueError(
+        f"DATALOADER.SAMPLER_TRAIN = {name!r} is not supported for video training; choose one of "
+        f"{list(TRAIN_SAMPLERS)} (RepeatFactorTrainingSampler repeats videos of rare categories, "
+        "DATALOADER.REPEAT_THRESHOLD)"
+    )
 
 
 class RatioMixedLoader:
@@ -119,6 +199,7 @@ def _train_loader(cfg, names, mapper):
     return build_detection_train_loader(
         dataset=dicts,
         mapper=mapper,
+        sampler=build_train_sampler(cfg, dicts),
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
         aspect_ratio_grouping=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
@@ -126,7 +207,8 @@ def _train_loader(cfg, names, mapper):
 
 
 def build_video_train_loader(cfg, mapper):
-    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts.
+    """Infinite training loader over ``cfg.DATASETS.TRAIN``; batches are lists of clip dicts, drawn
+    by ``DATALOADER.SAMPLER_TRAIN`` (TrainingSampler or RepeatFactorTrainingSampler).
 
     With ``DATASETS.DATASET_RATIO`` (one ratio per train set) every sample of a batch is drawn from
     train set i with probability ratio i (e.g. YouTube-VIS 0.75 and COCO pseudo-videos 0.25, as
@@ -139,11 +221,7 @@ def build_video_train_loader(cfg, mapper):
         raise ValueError(
             f"DATASETS.DATASET_RATIO {ratios} needs one ratio per DATASETS.TRAIN set {names}"
         )
-    classes = {n: tuple(MetadataCatalog.get(n).get("thing_classes", ())) for n in names}
-    if len(set(classes.values())) > 1:
-        raise ValueError(
-            f"DATASETS.TRAIN sets mixed by ratio have different thing_classes: {classes}"
-        )
+    _check_same_classes(names)
     loaders = [_train_loader(cfg, [n], mapper) for n in names]
     per_rank = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
     seed = None if cfg.SEED < 0 else cfg.SEED + comm.get_rank()

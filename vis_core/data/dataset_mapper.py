@@ -11,6 +11,7 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, Instances, polygons_to_bitmask
+from PIL import Image
 
 from ..utils.lazy_sequence import LazySequence
 
@@ -93,11 +94,60 @@ def build_frame_augmentation(cfg, is_train):
     return augs
 
 
-def _decode(segmentation, height, width):
-    """Compressed RLE or polygons -> (H, W) uint8 mask."""
-    if isinstance(segmentation, dict):
-        return mask_util.decode(segmentation)
-    return polygons_to_bitmask(segmentation, height, width).astype(np.uint8)
+def _decode(annotation, d, t):
+    """The (H, W) uint8 mask of ``annotation`` (compressed RLE or polygons) in frame ``t`` of the
+    video dict ``d``; a segmentation that fails to decode raises ValueError naming the JSON file, the
+    annotation, the video and the frame."""
+    segmentation = annotation["segmentation"]
+    try:
+        if isinstance(segmentation, dict):
+            return mask_util.decode(segmentation)
+        return polygons_to_bitmask(segmentation, d["height"], d["width"]).astype(np.uint8)
+    except (ValueError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"{d.get('json_file', 'the data set')}: annotation {annotation['id']} (video "
+            f"{d['video_id']}), frame {t} ({d['file_names'][t]}): its segmentation does not "
+            f"decode ({type(error).__name__}: {error}); fix it in the JSON (load_ytvis_json "
+            "checks every segmentation)"
+        ) from error
+
+
+def _frame_size(path):
+    """(H, W) of an image file as detectron2's read_image gives it (EXIF rotation applied), read
+    from its header only."""
+    with Image.open(path) as image:
+        w, h = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # rotated by 90 degrees
+            h, w = w, h
+    return h, w
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _size_mismatch(d, t, size):
+    """The message of frame ``t`` of video dict ``d`` having size ``size`` (H, W) where the JSON says
+    another: either the JSON's height/width are wrong for the whole video, or its frames vary."""
+    json_hw = f"{d['height']}x{d['width']}"
+    where = f"{d.get('json_file', 'the data set')}: video {d['video_id']}"
+    sizes = {}
+    for u, path in enumerate(d["file_names"]):
+        sizes.setdefault(size if u == t else _frame_size(path), []).append(u)
+    if len(sizes) == 1:
+        return (
+            f"{where}: the JSON says {json_hw} (height x width), the frames are "
+            f"{size[0]}x{size[1]} (all {len(d['file_names'])} of them, e.g. {d['file_names'][t]}); "
+            f"fix 'height' and 'width' of video {d['video_id']} in the JSON"
+        )
+    listed = ", ".join(
+        f"{h}x{w}: {len(frames)} frames (first {frames[0]})"
+        for (h, w), frames in sorted(sizes.items())
+    )
+    return (
+        f"{where}: frame {t} ({d['file_names'][t]}) has size {size[0]}x{size[1]}, the JSON says "
+        f"{json_hw}: frame sizes vary within the video ({listed}); all frames of a video must share "
+        "one size: resize them to the JSON's"
+    )
 
 
 class LazyVideoFrames(LazySequence):
@@ -253,7 +303,7 @@ class YTVISDatasetMapper:
         images, transforms = self._transform_frames(frames, d.get("pseudo_video", False))
         frame_annos = [d["annotations"][t] for t in frame_idx]
         instances = self._clip_instances(
-            frame_annos, transforms, d, [im.shape[1:] for im in images]
+            frame_annos, transforms, d, [im.shape[1:] for im in images], frame_idx
         )
         if self.max_tries and not any((inst.gt_ids >= 0).any() for inst in instances):
             return None  # every object was cropped away
@@ -271,7 +321,7 @@ class YTVISDatasetMapper:
         what this mapper gives in test mode for a registered video. The frames are read and
         transformed when the model accesses them (:class:`LazyVideoFrames`)."""
         if not len(frames):
-            raise ValueError(f"video {video_id}: no frames")
+            raise ValueError(f"video {video_id} has no frames: give at least one frame")
         h, w = frames[0].shape[:2]
         read = functools.partial(_channels_for_model, frames, self.image_format == "RGB")
         sizes = {tuple(f.shape[:2]) for f in frames} if isinstance(frames, list) else {(h, w)}
@@ -289,11 +339,7 @@ class YTVISDatasetMapper:
     def _read_frame(self, d, t):
         image = utils.read_image(d["file_names"][t], format=self.image_format)
         if image.shape[:2] != (d["height"], d["width"]):
-            raise ValueError(
-                f"video {d['video_id']}: frame {t} ({d['file_names'][t]}) has size "
-                f"{image.shape[1]}x{image.shape[0]} (WxH), but the video is "
-                f"{d['width']}x{d['height']}; all frames of a video must share one size"
-            )
+            raise ValueError(_size_mismatch(d, t, image.shape[:2]))
         return image
 
     def _transform_frames(self, frames, independent=False):
@@ -322,25 +368,24 @@ class YTVISDatasetMapper:
         images = [torch.as_tensor(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
         return images, transforms
 
-    def _clip_instances(self, frame_annos, transforms, d, image_sizes):
+    def _clip_instances(self, frame_annos, transforms, d, image_sizes, frame_idx):
         """Per-frame Instances with the clip's N (non-crowd) tracks in the same order in every frame;
-        ``transforms`` holds each frame's TransformList, ``image_sizes`` each frame's (H', W')."""
+        ``transforms`` holds each frame's TransformList, ``image_sizes`` each frame's (H', W'),
+        ``frame_idx`` each frame's index in the video."""
         track_ids = sorted(
             {a["id"] for annos in frame_annos for a in annos if not a.get("iscrowd", 0)}
         )
         index = {tid: n for n, tid in enumerate(track_ids)}
         classes = {a["id"]: a["category_id"] for annos in frame_annos for a in annos}
         per_frame = []
-        for annos, transform, (h, w) in zip(frame_annos, transforms, image_sizes):
+        for annos, transform, (h, w), t in zip(frame_annos, transforms, image_sizes, frame_idx):
             masks = np.zeros((len(track_ids), h, w), dtype=bool)
             ids = torch.full((len(track_ids),), -1, dtype=torch.long)
             for a in annos:
                 n = index.get(a["id"])
                 if n is None:  # crowd
                     continue
-                mask = transform.apply_segmentation(
-                    _decode(a["segmentation"], d["height"], d["width"])
-                )
+                mask = transform.apply_segmentation(_decode(a, d, t))
                 masks[n] = mask > 0
                 if masks[n].any():  # an object cropped out of the frame counts as absent
                     ids[n] = a["id"]

@@ -3,6 +3,7 @@
 One dataset dict per video::
 
     {"file_names": [T paths], "height": H, "width": W, "length": T, "video_id": int,
+     "json_file": the JSON it came from (named in the mapper's errors),
      "annotations": [T lists of {"id", "category_id" (contiguous), "bbox", "bbox_mode",
                                  "segmentation" (compressed RLE or polygons), "iscrowd"}]}
 
@@ -20,7 +21,14 @@ from detectron2.structures import BoxMode
 from detectron2.utils.colormap import colormap
 from fvcore.common.timer import Timer
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances", "YTVISFormatError"]
+from ..evaluation.compiled import rle_ops
+
+__all__ = [
+    "load_ytvis_json",
+    "register_ytvis_from_config",
+    "register_ytvis_instances",
+    "YTVISFormatError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +103,34 @@ def _frame_segmentation(seg, height, width, where):
     )
 
 
+def check_compressed_rles(rles, where):
+    """Raise YTVISFormatError when a compressed RLE's runs do not add up to its size's height x
+    width (or its string is not compressed RLE): ``where(k)`` names mask k (file, annotation, video,
+    frame). vis_core._rle checks them all in one pass; without it pycocotools decodes each one."""
+    if rle_ops is not None:
+        try:
+            rle_ops.areas(rles)
+        except ValueError as error:
+            k, what = error.args
+            raise YTVISFormatError(
+                f"{where(k)}: invalid compressed RLE: {what}{_RLE_FIX}"
+            ) from None
+        return
+    for k, rle in enumerate(rles):
+        try:
+            mask_util.decode(rle)
+        except (ValueError, TypeError) as error:
+            raise YTVISFormatError(
+                f"{where(k)}: invalid compressed RLE: {error}{_RLE_FIX}"
+            ) from None
+
+
+_RLE_FIX = (
+    "; re-encode the mask with pycocotools.mask.encode(np.asfortranarray(mask)) for the "
+    "video's [height, width]"
+)
+
+
 def _bbox_of(seg, height, width):
     if isinstance(seg, dict):
         return mask_util.toBbox(seg).tolist()
@@ -155,7 +191,12 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
         if vid in videos:
             raise YTVISFormatError(f"{json_file}: duplicate video id {vid}")
         length = v.get("length", len(v["file_names"]))
-        if length != len(v["file_names"]) or length == 0:
+        if not v["file_names"]:
+            raise YTVISFormatError(
+                f"{json_file}: video {vid} has no frames ('file_names' is empty); list its frames "
+                "or remove the video from 'videos'"
+            )
+        if length != len(v["file_names"]):
             raise YTVISFormatError(
                 f"{json_file}: video {vid} has length {length} but {len(v['file_names'])} file_names"
             )
@@ -173,6 +214,7 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
             "width": v["width"],
             "length": length,
             "video_id": vid,
+            "json_file": json_file,
         }
         if "annotations" in data:
             record["annotations"] = [[] for _ in range(length)]
@@ -180,6 +222,7 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
 
     num_objects = 0
     seen_ann_ids = set()
+    compressed, compressed_at = [], []  # every compressed RLE, checked at the end; (ann, video, t)
     for ann in data.get("annotations", []):
         aid = ann.get("id", "?")
         where = f"{json_file}: annotation {aid}"
@@ -207,6 +250,9 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
             seg = _frame_segmentation(seg, h, w, f"{where}, frame {t}")
             if seg is None:
                 continue
+            if isinstance(seg, dict):
+                compressed.append(seg)
+                compressed_at.append((aid, video["video_id"], t))
             bbox = bboxes[t] if bboxes[t] is not None else _bbox_of(seg, h, w)
             video["annotations"][t].append(
                 {
@@ -219,6 +265,12 @@ def load_ytvis_json(json_file, image_root, dataset_name=None, check_files=True):
                 }
             )
             num_objects += 1
+
+    def where(k):
+        aid, vid, t = compressed_at[k]
+        return f"{json_file}: annotation {aid} (video {vid}), frame {t}"
+
+    check_compressed_rles(compressed, where)
     logger.info(
         "Loaded %d videos, %d annotated tracks (%d object-frames) from %s in %.2f s",
         len(videos),
@@ -240,14 +292,50 @@ def register_ytvis_instances(name, metadata, json_file, image_root):
         json_file (str): path to the YTVIS-format JSON.
         image_root (str): directory that the JSON's ``file_names`` are relative to.
 
-    Nothing is read now: a missing file is reported when the data set is first used.
+    Nothing is read now: a missing file is reported when the data set is first used. Registering a
+    name again with the same files does nothing; with other files it raises ValueError naming both.
     """
     if not isinstance(name, str):
         raise TypeError(f"register_ytvis_instances: name must be a str, got {type(name).__name__}")
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        registered = (meta.get("json_file"), meta.get("image_root"))
+        if _same_files(registered, (json_file, image_root)):
+            return
+        raise ValueError(
+            f"Data set {name!r} is already registered with json_file={registered[0]!r}, "
+            f"image_root={registered[1]!r}; it cannot also be json_file={json_file!r}, "
+            f"image_root={image_root!r}. Give one of them another name."
+        )
     DatasetCatalog.register(name, lambda: load_ytvis_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata
     )
+
+
+def _same_files(a, b):
+    return all(x is not None and y is not None and os.path.abspath(x) == os.path.abspath(y)
+               for x, y in zip(a, b))  # fmt: skip
+
+
+def register_ytvis_from_config(entries, key="DATASETS.YTVIS_JSON"):
+    """Register every ``[name, json_file, image_root]`` of ``entries`` (the config's ``key``) with
+    :func:`register_ytvis_instances`; returns the names. A malformed entry raises ValueError naming
+    the key and the entry."""
+    names = []
+    for i, entry in enumerate(entries):
+        if (
+            not isinstance(entry, (list, tuple))
+            or len(entry) != 3
+            or not all(isinstance(x, str) and x for x in entry)
+        ):
+            raise ValueError(
+                f"{key}[{i}] = {entry!r}: each entry must be [name, json_file, image_root] (three "
+                f"non-empty strings), e.g. {key} \"[['my_train', 'train.json', 'JPEGImages']]\""
+            )
+        register_ytvis_instances(entry[0], {}, entry[1], entry[2])
+        names.append(entry[0])
+    return names
 
 
 def thing_colors(num_classes):

@@ -6,15 +6,42 @@ with random heads that quietly scores zero. ``load_inference_weights`` raises in
 """
 
 import logging
+import pickle
+import zipfile
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["load_inference_weights"]
+__all__ = ["VideoCheckpointer", "load_inference_weights"]
 
 logger = logging.getLogger(__name__)
 
 
-class _RecordingCheckpointer(DetectionCheckpointer):
+class VideoCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer whose unreadable files (truncated by an interrupted download or save,
+    or not a checkpoint at all) raise an error that names the file, instead of torch's or pickle's
+    message about a zip archive or an unexpected end of data."""
+
+    def _load_file(self, filename):
+        try:
+            return super()._load_file(filename)
+        except (
+            RuntimeError,
+            OSError,
+            EOFError,
+            pickle.UnpicklingError,
+            zipfile.BadZipFile,
+        ) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise RuntimeError(
+                f"The checkpoint {filename!r} cannot be read ({type(error).__name__}: {error}); it "
+                "is probably truncated (an interrupted download or save). Download or copy it "
+                "again, or, when resuming, delete it and point OUTPUT_DIR/last_checkpoint at the "
+                "previous checkpoint."
+            ) from error
+
+
+class _RecordingCheckpointer(VideoCheckpointer):
     """DetectionCheckpointer that keeps the incompatible keys of the last load."""
 
     incompatible = None

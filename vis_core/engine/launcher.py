@@ -1,6 +1,9 @@
 """What every project's train_net.py does, once: build the config, then train or evaluate under
 detectron2's ``launch`` (--num-gpus, --num-machines, --resume, --eval-only, opts)."""
 
+import difflib
+import re
+
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.modeling import META_ARCH_REGISTRY
@@ -8,23 +11,75 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from vis_core.config import add_vis_config
+from vis_core.data import register_ytvis_from_config
 
 from .checkpoint import load_inference_weights
 from .trainer import VideoTrainer
 
-__all__ = ["build_video_cfg", "launch_train_net", "setup_loggers", "train_or_evaluate"]
+__all__ = [
+    "UnknownConfigKeyError",
+    "build_video_cfg",
+    "launch_train_net",
+    "setup_loggers",
+    "train_or_evaluate",
+]
 
 
 def build_video_cfg(config_file, opts, add_method_config):
     """The frozen config of ``config_file`` with ``opts`` applied: detectron2's defaults, vis_core's
-    shared keys, then the method's own keys (``add_method_config(cfg)``). No side effects."""
+    shared keys, then the method's own keys (``add_method_config(cfg)``). Its one side effect: the
+    data sets of ``DATASETS.YTVIS_JSON`` are registered (again: a no-op), so that everything built
+    from the config (trainer, evaluator, demo, benchmark) finds them in the catalog."""
     cfg = get_cfg()
     add_vis_config(cfg)
     add_method_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    with _suggest_known_key(cfg, config_file):
+        cfg.merge_from_file(config_file)
+    with _suggest_known_key(cfg, "the command-line opts"):
+        cfg.merge_from_list(list(opts))
     cfg.freeze()
+    register_ytvis_from_config(cfg.DATASETS.YTVIS_JSON)
     return cfg
+
+
+class UnknownConfigKeyError(KeyError):
+    """A config file or opts name a key that no config function added; says the nearest known."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def _config_keys(node, prefix=""):
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        yield key
+        if isinstance(value, dict):
+            yield from _config_keys(value, key + ".")
+
+
+class _suggest_known_key:
+    """Turns yacs's "Non-existent key" errors (KeyError from a file, AssertionError from opts) into
+    :class:`UnknownConfigKeyError` naming the source and the nearest known keys (difflib)."""
+
+    def __init__(self, cfg, source):
+        self.cfg, self.source = cfg, source
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind not in (KeyError, AssertionError):
+            return False
+        found = re.search(r"Non-existent (?:config )?key: (\S+)", str(error))
+        if found is None:
+            return False
+        key = found.group(1).strip("'\"")
+        close = difflib.get_close_matches(key, list(_config_keys(self.cfg)), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "no known key is close."
+        raise UnknownConfigKeyError(
+            f"{self.source}: unknown config key {key!r}; {hint} Keys come from detectron2's "
+            "get_cfg, vis_core.config.add_vis_config and the method's add_<method>_config."
+        ) from error
 
 
 def setup_loggers(cfg):

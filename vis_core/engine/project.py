@@ -28,15 +28,24 @@ def load_train_net(config_file):
     """Import the ``train_net.py`` of the project that ``config_file`` belongs to (this registers the
     project's meta-architecture) and return the module."""
     root = find_project_root(config_file)
-    if root not in sys.path:
-        sys.path.insert(0, root)
     name = f"_vis_project_{os.path.basename(root)}_train_net"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, os.path.join(root, "train_net.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as error:
+        del sys.modules[name]
+        if error.name and os.path.isdir(os.path.join(root, error.name)):
+            raise ModuleNotFoundError(
+                f"{root}/train_net.py imports the project's package {error.name!r}, which is not "
+                "installed: run `pip install -e .` (or `bash install.sh`) at the repository root, "
+                "which installs every project's package",
+                name=error.name,
+            ) from error
+        raise
     if not hasattr(module, "setup_cfg"):
         raise AttributeError(
             f"{root}/train_net.py defines no setup_cfg(config_file, opts); every project's train_net.py "
@@ -46,5 +55,6 @@ def load_train_net(config_file):
 
 
 def setup_project_cfg(config_file, opts=()):
-    """The frozen config of ``config_file`` built with its project's ``setup_cfg`` (no side effects)."""
+    """The frozen config of ``config_file`` built with its project's ``setup_cfg`` (which registers
+    its DATASETS.YTVIS_JSON sets)."""
     return load_train_net(config_file).setup_cfg(config_file, list(opts))

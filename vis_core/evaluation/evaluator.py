@@ -10,6 +10,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..data.build import check_num_classes
 from .results import (
     gc_paused,
     prepare_predictions,
@@ -44,6 +45,8 @@ class YTVISEvaluator(DatasetEvaluator):
         *,
         hota: bool = False,
         hota_score_threshold: float = 0.0,
+        num_classes: Optional[int] = None,
+        num_classes_key: str = "num_classes",
     ):
         """
         Args:
@@ -54,6 +57,9 @@ class YTVISEvaluator(DatasetEvaluator):
             hota: also compute HOTA tracking metrics (needs the optional ``trackeval`` package,
                 checked here so that a missing package fails before inference, not after).
             hota_score_threshold: predictions scored below it are left out of HOTA.
+            num_classes: the model's class count; if given, a data set with another number of
+                ``thing_classes`` raises ValueError here, before inference.
+            num_classes_key: the config key of ``num_classes``, named in that error.
         """
         if hota:
             from .hota import hota_metric
@@ -76,6 +82,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 "register it with vis_core.data.register_ytvis_instances."
             )
         self._json_file = json_file
+        if num_classes is not None:
+            check_num_classes(num_classes_key, num_classes, dataset_name, "evaluation")
         mapping = getattr(self._metadata, "thing_dataset_id_to_contiguous_id", None)
         if mapping is None:
             categories = sorted(c["id"] for c in read_json(json_file, "ground truth")["categories"])
@@ -117,18 +125,26 @@ class YTVISEvaluator(DatasetEvaluator):
             results = list(itertools.chain(*gathered))
         else:
             results = self._results
+        dataset = read_json(self._json_file, what="ground truth")
+        gt = YTVISGroundTruth(dataset, source=self._json_file)
+        with gc_paused():
+            try:  # the checks of the evaluation CLI, so that a written results.json always loads
+                preds = prepare_predictions(results, gt, source=f"{self._dataset_name} results")
+            except ValueError as error:
+                raise ValueError(
+                    f"YTVISEvaluator: the model's results on {self._dataset_name!r} are invalid, "
+                    f"so no results.json was written to {self._output_dir!r}: {error} Check the "
+                    "model's outputs (pred_scores, pred_classes, pred_masks) for that video."
+                ) from error
         if self._output_dir:
             write_results(results, self._output_dir)
-        dataset = read_json(self._json_file, what="ground truth")
         if not dataset.get("annotations"):
             logger.info(
                 "%s has no ground truth; results written for the server, no metrics computed.",
                 self._dataset_name,
             )
             return {}
-        gt = YTVISGroundTruth(dataset, source=self._json_file)
         with gc_paused():
-            preds = prepare_predictions(results, gt, source=f"{self._dataset_name} results")
             result = evaluate(gt, preds)
             hota = None
             if self._hota:

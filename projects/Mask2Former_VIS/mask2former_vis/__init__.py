@@ -4,6 +4,8 @@ Importing the package registers the meta-architecture ``Mask2FormerVIS`` in dete
 ``META_ARCH_REGISTRY``.
 """
 
+from vis_core.config import register_num_classes_key
+
 from .config import add_mask2former_vis_config
 from .inference import encode_rle, link_queries, masks_to_original_size, select_top_pairs
 from .meta_arch import Mask2FormerVIS, Mask2FormerVISHead
@@ -21,3 +23,5 @@ __all__ = [
     "masks_to_original_size",
     "select_top_pairs",
 ]
+
+register_num_classes_key("Mask2FormerVIS", "MODEL.MASK2FORMER_VIS.NUM_CLASSES")
