@@ -47,35 +47,39 @@ def get_parser():
     return parser
 
 
-def write_video(root: str, length: int, height: int, width: int) -> str:
-    """A YTVIS-format test set of one video (no annotations) under ``root``; returns the JSON path.
+def write_video(root: str, length: int, height: int, width: int, num_classes: int) -> str:
+    """A YTVIS-format test set of one video (no annotations, ``num_classes`` categories, as many as
+    the model has) under ``root``; returns the JSON path.
 
     Three discs move across a still textured background, so that models see objects and edges."""
-    import cv2
-
-    json_path = os.path.join(root, "video.json")
+    json_path = os.path.join(root, f"video_{num_classes}_classes.json")
     if os.path.isfile(json_path):
         return json_path
     frames_dir = os.path.join(root, "JPEGImages", "long")
+    names = [f"long/{t:05d}.jpg" for t in range(length)]
+    if not all(os.path.isfile(os.path.join(root, "JPEGImages", n)) for n in names):
+        _write_frames(frames_dir, length, height, width)
+    video = {"id": 1, "width": width, "height": height, "length": length, "file_names": names}
+    categories = [{"id": i, "name": f"class{i}"} for i in range(1, num_classes + 1)]
+    with open(json_path + ".tmp", "w") as f:
+        json.dump({"videos": [video], "categories": categories, "annotations": []}, f)
+    os.replace(json_path + ".tmp", json_path)  # complete or absent, never half-written
+    return json_path
+
+
+def _write_frames(frames_dir: str, length: int, height: int, width: int) -> None:
+    import cv2
+
     os.makedirs(frames_dir, exist_ok=True)
     rng = np.random.default_rng(0)
     background = rng.integers(40, 90, size=(height, width, 3), dtype=np.uint8)
-    names = []
     for t in range(length):
         frame = background.copy()
         for k, color in enumerate(((220, 60, 60), (60, 200, 60), (60, 90, 220))):
             x = int((0.1 + 0.8 * ((t * (k + 1) / 97.0) % 1.0)) * width)
             y = int((0.25 + 0.25 * k) * height)
             cv2.circle(frame, (x, y), height // 10, color, -1)
-        name = f"long/{t:05d}.jpg"
-        cv2.imwrite(os.path.join(root, "JPEGImages", name), frame)
-        names.append(name)
-    video = {"id": 1, "width": width, "height": height, "length": length, "file_names": names}
-    categories = [{"id": i, "name": f"class{i}"} for i in range(1, 41)]
-    with open(json_path + ".tmp", "w") as f:
-        json.dump({"videos": [video], "categories": categories, "annotations": []}, f)
-    os.replace(json_path + ".tmp", json_path)  # complete or absent, never half-written
-    return json_path
+        cv2.imwrite(os.path.join(frames_dir, f"{t:05d}.jpg"), frame)
 
 
 def _run(args):
@@ -89,7 +93,10 @@ def _run(args):
     mode, length = args.run[0], int(args.run[1])
     h, w = (int(v) for v in args.size.split("x"))
     root = os.path.join(args.workdir, f"video_{length}_{h}x{w}")
-    json_path = write_video(root, length, h, w)
+    from vis_core.config import get_num_classes
+
+    num_classes = get_num_classes(setup_project_cfg(args.config_file, list(args.opts)))[1]
+    json_path = write_video(root, length, h, w, num_classes)
     name = f"long_video_{length}"
     register_ytvis_instances(name, {}, json_path, os.path.join(root, "JPEGImages"))
     out_dir = os.path.join(args.workdir, f"{mode}_{length}")
