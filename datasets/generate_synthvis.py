@@ -1,13 +1,20 @@
 #!/usr/bin/env python
 """Generate synthvis, the synthetic YouTube-VIS-format data set (see vis_core/data/synthvis.py).
 
-    python datasets/generate_synthvis.py                      # -> datasets/synthvis (the defaults)
+    python datasets/generate_synthvis.py                      # -> datasets/synthvis (the hard set)
+    python datasets/generate_synthvis.py --quick              # -> datasets/synthvis_quick
     python datasets/generate_synthvis.py --num-train 200 --height 480 --width 854 --seed 1
+
+The hard set (the default) is the long-run benchmark: 7 classes told apart only by shape and
+texture, textured panning backgrounds. --quick (same as --variant quick) writes the quick set: 4 classes of
+distinct shapes and solid colours on a plain static background, 96x160 frames, short videos, with
+the same crossings, occlusions, exits and late entries; a small model learns it in minutes.
 
 Writes <root>/{train,valid}.json and <root>/{train,valid}/JPEGImages/<video>/<frame>.jpg. Does nothing
 when <root> already holds a complete set made with the same parameters (its params.json stamp);
 --force rewrites it. The registered splits synthvis_train / synthvis_val read
-$DETECTRON2_DATASETS/synthvis (default ./datasets/synthvis).
+$DETECTRON2_DATASETS/synthvis, synthvis_quick_train / synthvis_quick_val read
+$DETECTRON2_DATASETS/synthvis_quick (default ./datasets/...).
 """
 
 import argparse
@@ -15,26 +22,38 @@ import json
 import logging
 import sys
 
-from vis_core.data.synthvis import default_synthvis_root, generate_synthvis
+from vis_core.data.synthvis import SYNTHVIS_VARIANTS, default_synthvis_root, generate_synthvis
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--root",
-        default=default_synthvis_root(),
-        help="output folder (default: $DETECTRON2_DATASETS/synthvis, i.e. datasets/synthvis)",
+        "--variant",
+        choices=sorted(SYNTHVIS_VARIANTS),
+        default="hard",
+        help="which set: hard (default, the benchmark) or quick (learnt in minutes)",
     )
-    parser.add_argument("--num-train", type=int, default=48, help="training videos")
-    parser.add_argument("--num-val", type=int, default=12, help="validation videos")
-    parser.add_argument("--height", type=int, default=360, help="frame height (pixels)")
-    parser.add_argument("--width", type=int, default=640, help="frame width (pixels)")
-    parser.add_argument("--min-frames", type=int, default=10, help="shortest video (frames)")
-    parser.add_argument("--max-frames", type=int, default=60, help="longest video (frames)")
+    parser.add_argument(
+        "--quick", action="store_const", const="quick", dest="variant", help="--variant quick"
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="output folder (default: $DETECTRON2_DATASETS/synthvis or .../synthvis_quick)",
+    )
+    parser.add_argument("--num-train", type=int, help="training videos (default: the variant's)")
+    parser.add_argument("--num-val", type=int, help="validation videos")
+    parser.add_argument("--height", type=int, help="frame height (pixels)")
+    parser.add_argument("--width", type=int, help="frame width (pixels)")
+    parser.add_argument("--min-frames", type=int, help="shortest video (frames)")
+    parser.add_argument("--max-frames", type=int, help="longest video (frames)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same set)")
     parser.add_argument("--force", action="store_true", help="rewrite an existing complete set")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.root is None:
+        args.root = default_synthvis_root(args.variant)
+    return args
 
 
 def main(argv=None):
@@ -42,6 +61,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = generate_synthvis(
         args.root,
+        variant=args.variant,
         num_train_videos=args.num_train,
         num_val_videos=args.num_val,
         height=args.height,

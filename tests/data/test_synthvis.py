@@ -5,6 +5,7 @@ measured from the written ground truth (masks, boxes, nulls), not from the gener
 """
 
 import filecmp
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,12 @@ import numpy as np
 import pycocotools.mask as mask_util
 import pytest
 
-from vis_core.data.synthvis import SYNTHVIS_CATEGORIES, generate_synthvis, synthvis_exists
+from vis_core.data.synthvis import (
+    SYNTHVIS_CATEGORIES,
+    SYNTHVIS_QUICK_CATEGORIES,
+    generate_synthvis,
+    synthvis_exists,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = dict(
@@ -304,13 +310,18 @@ def measure_phenomena(data):
     return counts
 
 
-@pytest.mark.parametrize("split", ["train", "valid"])
-def test_default_set_has_the_phenomena(default_set, split):
-    root, result = default_set
+def _measured(generated, split):
+    """A generated set's split and the phenomena measured from it (printed with the generator's)."""
+    root, result = generated
     data = _load(root, split)
     counts = measure_phenomena(data)
-    stats = result["stats"][split]
-    print(split, "measured from the ground truth:", counts, "generator:", stats)
+    print(split, "measured from the ground truth:", counts, "generator:", result["stats"][split])
+    return data, counts
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_default_set_has_the_phenomena(default_set, split):
+    data, counts = _measured(default_set, split)
     # the defaults: 360x640, videos of 10..60 frames
     assert {(v["height"], v["width"]) for v in data["videos"]} == {(360, 640)}
     lengths = [v["length"] for v in data["videos"]]
@@ -331,3 +342,142 @@ def test_default_set_is_quick_to_make(default_set):
     _, result = default_set
     # generous bound (the machine is shared); the report gives the measured time
     assert result["seconds"] < 120, result["seconds"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The hard set stays what it was; the quick variant
+# ------------------------------------------------------------------------------------------------
+
+# sha256 of the SMALL set's JSON (seed 3) as the generator wrote it before the quick variant
+# existed: the hard set is the long-run benchmark, its output must not change for the same parameters.
+HARD_SMALL_SHA256 = {
+    "train": "228cf1df1dceb4784c3123ad9033315b6ea38cf2643bb8f663683039f6720f0e",
+    "valid": "8f582425d8642c3694907b4afe8372501ca7c60f5cebbd6b2a235544c599d36a",
+}
+
+
+def test_hard_set_json_is_unchanged(small_set):
+    root, _ = small_set
+    for split, digest in HARD_SMALL_SHA256.items():
+        with open(os.path.join(root, f"{split}.json"), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, split
+
+
+@pytest.fixture(scope="module")
+def quick_set(tmp_path_factory):
+    """The quick set with its defaults (64 + 24 videos at 96x160), as the main job uses it."""
+    root = str(tmp_path_factory.mktemp("synthvis_quick"))
+    result = generate_synthvis(root, variant="quick", progress=False)
+    return root, result
+
+
+def _late_entries(data):
+    """Tracks first seen after frame 0 with their box at the frame border (they come in)."""
+    count = 0
+    for a in data["annotations"]:
+        first = next(t for t, s in enumerate(a["segmentations"]) if s is not None)
+        count += first > 0 and _at_border(a["bboxes"][first], a["height"], a["width"])
+    return count
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_quick_set_has_the_phenomena(quick_set, split):
+    data, counts = _measured(quick_set, split)
+    late = _late_entries(data)
+    print(split, "late entries:", late)
+    assert {(v["height"], v["width"]) for v in data["videos"]} == {(96, 160)}
+    lengths = [v["length"] for v in data["videos"]]
+    assert min(lengths) >= 20 and max(lengths) <= 32
+    videos = len(data["videos"])
+    assert videos == {"train": 64, "valid": 24}[split]
+    # every phenomenon occurs in both splits, in a good share of the videos
+    assert counts["partial"] >= 3 * videos
+    assert counts["full"] >= videos // 6
+    assert counts["exit_reentry"] >= videos // 6
+    assert counts["crossings"] >= videos // 6
+    assert late >= videos // 6
+    # several instances of one class in most videos; every class in both splits
+    same_class = sum(
+        len(cats) > len(set(cats))
+        for cats in (
+            [a["category_id"] for a in data["annotations"] if a["video_id"] == v["id"]]
+            for v in data["videos"]
+        )
+    )
+    assert same_class >= videos // 2
+    assert {a["category_id"] for a in data["annotations"]} == {1, 2, 3, 4}
+    assert [c["name"] for c in data["categories"]] == [c["name"] for c in SYNTHVIS_QUICK_CATEGORIES]
+
+
+def test_quick_set_looks_simple(quick_set):
+    """Distinct solid class colours, a static background: measured from the frames and masks."""
+    root, result = quick_set
+    data = _load(root, "train")
+    image_root = result["train_image_root"]
+    colours = {c: [] for c in (1, 2, 3, 4)}
+    background_std = []
+    for v, tracks in _tracks(data)[:12]:
+        frames = np.stack(
+            [cv2.imread(os.path.join(image_root, f)).astype(np.float32) for f in v["file_names"]]
+        )  # (T, H, W, 3) BGR
+        ever = np.zeros(frames.shape[1:3], bool)
+        for a, masks in tracks:
+            for t, m in enumerate(masks):
+                if m is not None:
+                    ever |= m
+                    inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+                    if inner.sum() >= 10:
+                        colours[a["category_id"]].append(frames[t][inner].mean(axis=0))
+        ring = cv2.dilate(ever.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        background_std.append(float(frames[:, ~ring].std(axis=0).mean()))
+    means = {c: np.mean(v, axis=0) for c, v in colours.items()}
+    spread = {c: float(np.std(v, axis=0).max()) for c, v in colours.items()}
+    for c1, c2 in combinations(means, 2):  # class colours far apart compared to their spread
+        distance = float(np.linalg.norm(means[c1] - means[c2]))
+        assert distance > 3 * max(spread[c1], spread[c2]), (c1, c2, distance, spread)
+    # the camera does not move: background pixels stay put up to JPEG noise
+    assert max(background_std) < 3.0, background_std
+
+
+def test_quick_set_is_deterministic_and_distinct(tmp_path):
+    small = dict(num_train_videos=2, num_val_videos=1, height=48, width=80, min_frames=8)
+    roots = [str(tmp_path / name) for name in ("a", "b", "c", "hard")]
+    results = [generate_synthvis(r, variant="quick", progress=False, **small) for r in roots[:2]]
+    generate_synthvis(roots[2], variant="quick", seed=1, progress=False, **small)
+    generate_synthvis(roots[3], progress=False, **dict(small, max_frames=32))
+    for split in ("train", "valid"):
+        assert filecmp.cmp(f"{roots[0]}/{split}.json", f"{roots[1]}/{split}.json", shallow=False)
+        assert not filecmp.cmp(f"{roots[0]}/{split}.json", f"{roots[2]}/{split}.json")
+        assert not filecmp.cmp(f"{roots[0]}/{split}.json", f"{roots[3]}/{split}.json")
+    frames = sorted(os.listdir(os.path.join(results[0]["train_image_root"], "vid0000")))
+    for frame in frames:
+        a, b = (os.path.join(r, "train", "JPEGImages", "vid0000", frame) for r in roots[:2])
+        assert filecmp.cmp(a, b, shallow=False)
+    assert results[0]["params"]["variant"] == "quick" and results[0]["params"]["max_frames"] == 32
+    assert _load(roots[3], "train")["categories"][0]["name"] == SYNTHVIS_CATEGORIES[0]["name"]
+    # the variant is part of the stamp: the same folder with the other variant is rewritten
+    assert not generate_synthvis(roots[3], variant="quick", progress=False, **small)["skipped"]
+    assert _load(roots[3], "train")["categories"][0]["name"] == "red_disc"
+    with pytest.raises(ValueError, match="unknown variant 'easy'"):
+        generate_synthvis(roots[0], variant="easy")
+
+
+def test_quick_cli_and_registration(tmp_path):
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path))
+    cmd = [sys.executable, os.path.join(REPO, "datasets", "generate_synthvis.py"), "--quick",
+           "--num-train", "1", "--num-val", "1", "--max-frames", "20", "--quiet"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    root = str(tmp_path / "synthvis_quick")
+    assert "wrote" in out and synthvis_exists(root)
+    assert _load(root, "valid")["videos"][0]["height"] == 96
+    assert not os.path.exists(tmp_path / "synthvis")
+    code = (
+        "from detectron2.data import DatasetCatalog, MetadataCatalog; import vis_core.data; "
+        "d = DatasetCatalog.get('synthvis_quick_val'); "
+        "print(len(d), MetadataCatalog.get('synthvis_quick_val').thing_classes)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    names = [c["name"] for c in SYNTHVIS_QUICK_CATEGORIES]
+    assert out.strip().splitlines()[-1] == f"1 {names}"

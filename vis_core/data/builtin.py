@@ -1,4 +1,5 @@
-"""Built-in data sets: YouTube-VIS 2019/2021, OVIS and synthvis, under ``$DETECTRON2_DATASETS``.
+"""Built-in data sets: YouTube-VIS 2019/2021, OVIS, synthvis and synthvis_quick, under
+``$DETECTRON2_DATASETS``.
 
 Registered once at ``import vis_core.data``; registering again (a second import, another project doing
 the same) is a no-op. Nothing is read at registration: a split whose files are absent fails when it is
@@ -10,7 +11,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .split import sub_split_paths
-from .synthvis import SYNTHVIS_CATEGORIES
+from .synthvis import SYNTHVIS_CATEGORIES, SYNTHVIS_QUICK_CATEGORIES
 from .ytvis import load_ytvis_json, thing_colors
 
 __all__ = [
@@ -144,6 +145,7 @@ _HOW_TO_GET = {
     "ytvis_2021": "download YouTube-VIS 2021 from https://youtube-vos.org/dataset/vis/",
     "ovis": "download OVIS from https://songbai.site/ovis/",
     "synthvis": "generate it with `python datasets/generate_synthvis.py`",
+    "synthvis_quick": "generate it with `python datasets/generate_synthvis.py --quick`",
 }
 
 
@@ -226,10 +228,12 @@ def register_all_builtin():
         "ytvis_2021": YTVIS_2021_CATEGORIES,
         "ovis": OVIS_CATEGORIES,
         "synthvis": [c["name"] for c in SYNTHVIS_CATEGORIES],
+        "synthvis_quick": [c["name"] for c in SYNTHVIS_QUICK_CATEGORIES],
     }
     for family, categories in families.items():
         meta = _category_metadata(categories)
-        splits = ("train", "val") if family == "synthvis" else ("train", "val", "test")
+        synthetic = family.startswith("synthvis")
+        splits = ("train", "val") if synthetic else ("train", "val", "test")
         for split in splits:
             name = f"{family}_{split}"
             json_file, image_root = builtin_split_files(family, split)[0]

@@ -21,6 +21,17 @@ makes VIS hard:
 - smooth motion with changes of speed and direction, scale change, a little rotation, brightness
   change.
 
+Two variants (``generate_synthvis(variant=...)``, ``datasets/generate_synthvis.py [--quick]``):
+
+- ``"hard"`` (the default, the long-run benchmark, ``$DETECTRON2_DATASETS/synthvis``): all of the
+  above at 360x640, 7 classes, 48 + 12 videos of 10 to 60 frames;
+- ``"quick"`` (``$DETECTRON2_DATASETS/synthvis_quick``), which a small model learns in minutes on a
+  CPU: 4 classes of distinct shapes AND distinct solid colours (``SYNTHVIS_QUICK_CATEGORIES``), a
+  plain static background, 96x160 frames, 64 + 24 videos of 20 to 32 frames, objects a little larger
+  and faster. It keeps what makes VIS: same-class instances that cross paths, partial and full
+  occlusion, exits with re-entry under the same id, late entries (planned by the same code as the
+  hard set's, exits and entries more frequent, full occlusions and exits planned before crossings).
+
 The same ``seed`` gives byte-identical JSON and identical images: every video draws from its own
 random generator seeded by ``(seed, split, video index)``.
 """
@@ -43,6 +54,8 @@ from tqdm import tqdm
 
 __all__ = [
     "SYNTHVIS_CATEGORIES",
+    "SYNTHVIS_QUICK_CATEGORIES",
+    "SYNTHVIS_VARIANTS",
     "default_synthvis_root",
     "generate_synthvis",
     "synthvis_exists",
@@ -53,27 +66,31 @@ logger = logging.getLogger(__name__)
 # Bump when the generator's output changes for the same parameters (the stamp then goes stale).
 SYNTHVIS_VERSION = 1
 
+
+def _category(cid: int, name: str, shape: str, color: list, texture: str) -> dict:
+    return {"id": cid, "name": name, "supercategory": shape, "color": color, "texture": texture}
+
+
 # id, name, supercategory (the shape), colour (RGB, the category's base hue for rendering and the
-# colour visualisers use). Class = shape + texture: discs come striped or checkered, stripes come on
-# discs and squares, checks on discs and stars, so neither cue alone tells the class.
+# colour visualisers use), texture. Class = shape + texture: discs come striped or checkered,
+# stripes come on discs and squares, checks on discs and stars, so neither cue alone tells the class.
 SYNTHVIS_CATEGORIES = [
-    {"id": 1, "name": "striped_disc", "supercategory": "disc", "color": [220, 60, 60]},
-    {"id": 2, "name": "checkered_disc", "supercategory": "disc", "color": [220, 140, 50]},
-    {"id": 3, "name": "striped_square", "supercategory": "square", "color": [200, 200, 50]},
-    {"id": 4, "name": "dotted_triangle", "supercategory": "triangle", "color": [70, 200, 70]},
-    {"id": 5, "name": "checkered_star", "supercategory": "star", "color": [50, 190, 200]},
-    {"id": 6, "name": "solid_ring", "supercategory": "ring", "color": [70, 90, 220]},
-    {"id": 7, "name": "gradient_cross", "supercategory": "cross", "color": [190, 70, 210]},
+    _category(1, "striped_disc", "disc", [220, 60, 60], "stripes"),
+    _category(2, "checkered_disc", "disc", [220, 140, 50], "checker"),
+    _category(3, "striped_square", "square", [200, 200, 50], "stripes"),
+    _category(4, "dotted_triangle", "triangle", [70, 200, 70], "dots"),
+    _category(5, "checkered_star", "star", [50, 190, 200], "checker"),
+    _category(6, "solid_ring", "ring", [70, 90, 220], "solid"),
+    _category(7, "gradient_cross", "cross", [190, 70, 210], "gradient"),
 ]
-_TEXTURES = {
-    1: "stripes",
-    2: "checker",
-    3: "stripes",
-    4: "dots",
-    5: "checker",
-    6: "solid",
-    7: "gradient",
-}
+# The quick variant: four classes that differ in shape AND in colour (one solid colour each), so a
+# small model learns them in minutes; three of the shapes can hide a smaller object completely.
+SYNTHVIS_QUICK_CATEGORIES = [
+    _category(1, "red_disc", "disc", [225, 45, 45], "solid"),
+    _category(2, "green_triangle", "triangle", [40, 190, 60], "solid"),
+    _category(3, "blue_square", "square", [50, 90, 235], "solid"),
+    _category(4, "yellow_star", "star", [240, 215, 40], "solid"),
+]
 # Radius of the largest disc that fits in each shape, as a fraction of its circumradius: the shapes
 # that can hide a smaller object completely (used to plan full occlusions).
 _INRADIUS = {"disc": 1.0, "square": 1.0 / math.sqrt(2.0), "triangle": 0.5}
@@ -85,10 +102,91 @@ _HUE_JITTER = 40.0  # degrees; categories sit ~51 degrees apart, so colour is on
 _REFERENCE_AREA = 360 * 640  # the default frame area, the unit of the size-dependent defaults
 
 
-def default_synthvis_root() -> str:
-    """``$DETECTRON2_DATASETS/synthvis``, where ``DETECTRON2_DATASETS`` defaults to ``./datasets``."""
+@dataclass(frozen=True)
+class _Variant:
+    """What tells the set's variants apart: their classes, the instances' looks and the background.
+
+    The motion and the scheduled events (crossings, occlusions, exits and re-entries, late entries)
+    are planned by the same code for every variant.
+    """
+
+    name: str
+    folder: str  # the folder under $DETECTRON2_DATASETS
+    categories: list
+    colour_jitter: str  # "hue": hue jittered by _HUE_JITTER degrees; "value": brightness only
+    background: str  # "textured_pan": clutter that pans; "plain": one colour, light noise, static
+    num_objects_p: tuple  # P(1 .. len objects per video)
+    radius_range: tuple  # base circumradius, as fractions of min(height, width)
+    p_exit: float  # P(an object leaves the frame and comes back), per object
+    p_enter: float  # P(an object enters after the first frame), per object
+    event_order: tuple  # the order events are planned in ("cross", "hide", "exit")
+    speed_scale: float  # multiplies the objects' speeds (relative to the frame size)
+    away_frames: tuple  # [low, high) frames an object that left stays out before it comes back
+    defaults: dict  # generate_synthvis's defaults for this variant
+
+
+SYNTHVIS_VARIANTS = {
+    "hard": _Variant(
+        name="hard",
+        folder="synthvis",
+        categories=SYNTHVIS_CATEGORIES,
+        colour_jitter="hue",
+        background="textured_pan",
+        num_objects_p=(0.06, 0.18, 0.24, 0.22, 0.17, 0.13),
+        radius_range=(0.06, 0.17),
+        p_exit=0.4,
+        p_enter=0.12,
+        event_order=("cross", "hide", "exit"),
+        speed_scale=1.0,
+        away_frames=(2, 9),
+        defaults=dict(
+            num_train_videos=48,
+            num_val_videos=12,
+            height=360,
+            width=640,
+            min_frames=10,
+            max_frames=60,
+        ),
+    ),
+    "quick": _Variant(
+        name="quick",
+        folder="synthvis_quick",
+        categories=SYNTHVIS_QUICK_CATEGORIES,
+        colour_jitter="value",
+        background="plain",
+        num_objects_p=(0.08, 0.24, 0.30, 0.22, 0.16),
+        radius_range=(0.12, 0.22),
+        p_exit=0.5,
+        p_enter=0.25,
+        event_order=("hide", "exit", "cross"),
+        speed_scale=1.5,
+        away_frames=(1, 4),
+        defaults=dict(
+            num_train_videos=64,
+            num_val_videos=24,
+            height=96,
+            width=160,
+            min_frames=20,
+            max_frames=32,
+        ),
+    ),
+}
+
+
+def _variant(name: str) -> _Variant:
+    if name not in SYNTHVIS_VARIANTS:
+        raise ValueError(
+            f"synthvis: unknown variant {name!r}; choose one of {sorted(SYNTHVIS_VARIANTS)}"
+        )
+    return SYNTHVIS_VARIANTS[name]
+
+
+def default_synthvis_root(variant: str = "hard") -> str:
+    """``$DETECTRON2_DATASETS/synthvis`` (``synthvis_quick`` for the quick variant), where
+    ``DETECTRON2_DATASETS`` defaults to ``./datasets``."""
     return os.path.join(
-        os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")), "synthvis"
+        os.path.expanduser(os.environ.get("DETECTRON2_DATASETS", "datasets")),
+        _variant(variant).folder,
     )
 
 
@@ -168,6 +266,8 @@ class _Look:
     """How one instance looks: category, colours and texture parameters (sprite coordinates)."""
 
     category_id: int
+    shape: str  # the category's supercategory
+    texture: str  # the category's texture
     color1: np.ndarray  # (3,) RGB
     color2: np.ndarray  # (3,) RGB, the texture's second colour
     period: float  # texture period, as a fraction of the circumradius
@@ -175,17 +275,23 @@ class _Look:
     phase: np.ndarray  # (2,) texture offset (fractions of a period)
 
 
-def _sample_look(rng: np.random.Generator, category_id: int) -> _Look:
+def _sample_look(rng: np.random.Generator, category_id: int, variant: _Variant) -> _Look:
     """A new instance of ``category_id`` with jittered colour and texture parameters."""
-    base_hue = _rgb_to_hue(SYNTHVIS_CATEGORIES[category_id - 1]["color"])
-    hue = base_hue + rng.uniform(-_HUE_JITTER, _HUE_JITTER)
-    color1 = _hsv_to_rgb(hue, rng.uniform(0.55, 0.95), rng.uniform(0.65, 1.0))
-    if rng.random() < 0.5:  # darker second colour
-        color2 = color1 * rng.uniform(0.2, 0.4)
-    else:  # lighter second colour
-        color2 = color1 + (255.0 - color1) * rng.uniform(0.55, 0.85)
+    category = variant.categories[category_id - 1]
+    if variant.colour_jitter == "hue":
+        hue = _rgb_to_hue(category["color"]) + rng.uniform(-_HUE_JITTER, _HUE_JITTER)
+        color1 = _hsv_to_rgb(hue, rng.uniform(0.55, 0.95), rng.uniform(0.65, 1.0))
+        if rng.random() < 0.5:  # darker second colour
+            color2 = color1 * rng.uniform(0.2, 0.4)
+        else:  # lighter second colour
+            color2 = color1 + (255.0 - color1) * rng.uniform(0.55, 0.85)
+    else:  # the category's own colour, a little brighter or darker; shaded towards the rim
+        color1 = np.array(category["color"], np.float32) * rng.uniform(0.85, 1.0)
+        color2 = color1 * 0.7
     return _Look(
         category_id=category_id,
+        shape=category["supercategory"],
+        texture=category["texture"],
         color1=color1,
         color2=color2.astype(np.float32),
         period=float(rng.uniform(0.28, 0.42)),
@@ -199,6 +305,8 @@ def _twin_look(rng: np.random.Generator, look: _Look) -> _Look:
     jitter = rng.uniform(0.9, 1.1, size=3).astype(np.float32)
     return _Look(
         category_id=look.category_id,
+        shape=look.shape,
+        texture=look.texture,
         color1=np.clip(look.color1 * jitter, 0, 255),
         color2=np.clip(look.color2 * jitter, 0, 255),
         period=look.period * float(rng.uniform(0.95, 1.05)),
@@ -215,7 +323,7 @@ def _texture(look: _Look, size: int, radius: float) -> np.ndarray:
     x, y = (xx - c) / radius, (yy - c) / radius  # circumradius = 1
     ca, sa = math.cos(look.angle), math.sin(look.angle)
     u, v = x * ca + y * sa, -x * sa + y * ca
-    kind = _TEXTURES[look.category_id]
+    kind = look.texture
     p = look.period
     if kind == "stripes":
         s = np.sin(2 * math.pi * (u / p + look.phase[0]))
@@ -240,9 +348,8 @@ def _texture(look: _Look, size: int, radius: float) -> np.ndarray:
 
 def _make_sprite(look: _Look) -> list[tuple[np.ndarray, np.ndarray]]:
     """The instance's sprite pyramid: per level (rgb (S, S, 3) float32, alpha (S, S) float32)."""
-    shape = SYNTHVIS_CATEGORIES[look.category_id - 1]["supercategory"]
     rgb = _texture(look, _SPRITE_SIZE, _SPRITE_RADIUS)
-    alpha = _shape_alpha(shape, _SPRITE_SIZE, _SPRITE_RADIUS)
+    alpha = _shape_alpha(look.shape, _SPRITE_SIZE, _SPRITE_RADIUS)
     levels = [(rgb, alpha)]
     for _ in range(1, _MIP_LEVELS):
         size = levels[-1][1].shape[0] // 2
@@ -318,6 +425,14 @@ def _make_background(rng: np.random.Generator, height: int, width: int) -> np.nd
     return np.clip(img, 0, 255)
 
 
+def _make_plain_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A plain background (height, width, 3) float32 RGB: one greyish colour with light brightness
+    noise, far in saturation from every quick-variant class colour."""
+    base = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.0, 0.2), rng.uniform(0.3, 0.55))
+    light = 6.0 * _smooth_noise(rng, height, width, min(height, width) * 0.3)
+    return np.clip(base + light[..., None], 0, 255)
+
+
 # ----------------------------------------------------------------------------------------------
 # Motion
 # ----------------------------------------------------------------------------------------------
@@ -378,7 +493,9 @@ def _point_outside(rng, pos, normal, radius: float, height: int, width: int) -> 
     return p
 
 
-def _simulate_motion(rng, objects: list[_Object], length: int, height: int, width: int) -> None:
+def _simulate_motion(
+    rng, objects: list[_Object], length: int, height: int, width: int, variant: _Variant
+) -> None:
     """Moves every object through the video with steering behaviours; fills ``obj.pos`` (T, 2).
 
     Behaviours: ``wander`` (towards random targets, some of them partly outside the frame),
@@ -389,7 +506,7 @@ def _simulate_motion(rng, objects: list[_Object], length: int, height: int, widt
     """
     unit = min(height, width)
     n = len(objects)
-    max_speed = 0.07 * unit
+    max_speed = 0.07 * variant.speed_scale * unit
     state = []
     for obj in objects:
         st = {"mode": "wander", "target": None, "timer": 0, "event": 0, "partner": None}
@@ -495,7 +612,7 @@ def _simulate_motion(rng, objects: list[_Object], length: int, height: int, widt
                     if st.get("final"):
                         st.update(mode="gone")
                     else:
-                        st.update(mode="away", timer=int(rng.integers(2, 9)))
+                        st.update(mode="away", timer=int(rng.integers(*variant.away_frames)))
             elif mode == "away":
                 desired = np.zeros(2)
                 st["timer"] -= 1
@@ -524,12 +641,8 @@ def _simulate_motion(rng, objects: list[_Object], length: int, height: int, widt
                 if mode == "chase":
                     desired = front["vel"] + 0.5 * gap
                     speed = max_speed
-                    front_in = _INRADIUS.get(
-                        SYNTHVIS_CATEGORIES[objects[st["partner"]].look.category_id - 1][
-                            "supercategory"
-                        ],
-                        0.0,
-                    ) * float(objects[st["partner"]].radius[t])
+                    front_obj = objects[st["partner"]]
+                    front_in = _INRADIUS.get(front_obj.look.shape, 0.0) * float(front_obj.radius[t])
                     if np.linalg.norm(gap) < max(0.1 * front_in, 1.0):
                         st.update(mode="locked", offset=-gap)
                 else:  # locked: placed behind the front in step 3
@@ -565,14 +678,13 @@ def _simulate_motion(rng, objects: list[_Object], length: int, height: int, widt
 # One video
 # ----------------------------------------------------------------------------------------------
 
-_NUM_OBJECTS_P = np.array([0.06, 0.18, 0.24, 0.22, 0.17, 0.13])  # P(1 .. 6 objects per video)
 
-
-def _plan_video(rng, length: int, height: int, width: int) -> list[_Object]:
+def _plan_video(rng, length: int, height: int, width: int, variant: _Variant) -> list[_Object]:
     """Draws the objects of one video, their appearance, size, depth and scheduled events."""
     unit = min(height, width)
-    num_cat = len(SYNTHVIS_CATEGORIES)
-    n = int(rng.choice(np.arange(1, 7), p=_NUM_OBJECTS_P))
+    num_cat = len(variant.categories)
+    num_p = np.array(variant.num_objects_p)
+    n = int(rng.choice(np.arange(1, len(num_p) + 1), p=num_p))
     categories = [int(c) for c in rng.integers(1, num_cat + 1, size=n)]
     groups: list[list[int]] = []  # indices of the same-category twins
     if n >= 2 and rng.random() < 0.65:
@@ -585,12 +697,14 @@ def _plan_video(rng, length: int, height: int, width: int) -> list[_Object]:
     for i, cat in enumerate(categories):
         leader = next((g[0] for g in groups if i in g and g[0] != i), None)
         looks.append(
-            _twin_look(rng, looks[leader]) if leader is not None else _sample_look(rng, cat)
+            _twin_look(rng, looks[leader])
+            if leader is not None
+            else _sample_look(rng, cat, variant)
         )
 
     objects = []
     for i, look in enumerate(looks):
-        base = unit * rng.uniform(0.06, 0.17)
+        base = unit * rng.uniform(*variant.radius_range)
         if any(i in g and g[0] != i for g in groups):  # twins have about the same size too
             leader = next(g[0] for g in groups if i in g)
             base = float(objects[leader].radius.mean()) * rng.uniform(0.85, 1.15)
@@ -611,7 +725,10 @@ def _plan_video(rng, length: int, height: int, width: int) -> list[_Object]:
             + spin,
             brightness=_smooth_track(rng, length, 0.7, 1.25, step=(6, 16)),
             z=z,
-            speed=unit * rng.uniform(0.008, 0.03) * _smooth_track(rng, length, 0.5, 1.5),
+            speed=unit
+            * variant.speed_scale
+            * rng.uniform(0.008, 0.03)
+            * _smooth_track(rng, length, 0.5, 1.5),
         )
         objects.append(obj)
 
@@ -629,63 +746,72 @@ def _plan_video(rng, length: int, height: int, width: int) -> list[_Object]:
             busy[a].append((start, end))
             busy[b].append((start, end))
 
-    # same-category twins cross paths (one swap per consecutive pair of the group)
-    for g in groups:
-        for a, b in zip(g[:-1], g[1:]):
-            plan_swap(a, b, int(rng.integers(0, max(length // 3, 1))))
-    # sometimes two objects of different categories cross too
-    if n >= 2 and rng.random() < 0.3:
-        a, b = (int(i) for i in rng.choice(n, size=2, replace=False))
-        plan_swap(a, b, int(rng.integers(0, max(length // 2, 1))))
-    # a small object hides fully behind a big disc, square or triangle: the back one is shrunk to
-    # fit inside the front one and kept behind it; a few tries to find a pair and a free window
-    fronts = [
-        i
-        for i, o in enumerate(objects)
-        if SYNTHVIS_CATEGORIES[o.look.category_id - 1]["supercategory"] in _INRADIUS
-    ]
-    if n >= 2 and fronts and length >= 12:
-        for _ in range(8):
-            f = int(rng.choice(fronts))
-            b = int(rng.choice([i for i in range(n) if i != f]))
-            start = int(rng.integers(0, max(length - 14, 1)))
-            end = min(start + 14, length - 1)
-            if not (free(b, start, end) and free(f, start, end)):  # the front only wanders then
-                continue
-            front, back = objects[f], objects[b]
-            shape = SYNTHVIS_CATEGORIES[front.look.category_id - 1]["supercategory"]
-            inner = _INRADIUS[shape] * front.radius  # (T,)
-            # the back object's circumradius stays below 0.75 x the front's inradius at all times
-            ratio = float(np.min(0.75 * inner / back.radius))
-            if ratio < 1.0:
-                back.radius = back.radius * ratio
-            back.z = np.minimum(back.z, front.z - 1e-3)
-            back.events.append((start, "hide", f))
-            busy[b].append((start, end))
-            busy[f].append((start, end))
-            break
-    # exits with re-entry, late entries and final exits
-    for i in range(n):
-        if length >= 14 and rng.random() < 0.4:
-            start = int(rng.integers(1, max(length // 2, 2)))
-            end = min(start + 18, length - 1)
-            if free(i, start, end):
-                objects[i].events.append((start, "exit", None))
-                busy[i].append((start, end))
-        enter = int(rng.integers(0, min(8, length // 2) + 1))
-        if rng.random() < 0.12 and free(i, 0, enter + 8):
-            objects[i].events.append((enter, "enter", None))
-            busy[i].append((0, enter + 8))
-        elif rng.random() < 0.1 and length >= 12 and free(i, length - 10, length - 1):
-            objects[i].events.append((length - 10, "leave", None))
-            busy[i].append((length - 10, length - 1))
+    def plan_crossings() -> None:
+        # same-category twins cross paths (one swap per consecutive pair of the group)
+        for g in groups:
+            for a, b in zip(g[:-1], g[1:]):
+                plan_swap(a, b, int(rng.integers(0, max(length // 3, 1))))
+        # sometimes two objects of different categories cross too
+        if n >= 2 and rng.random() < 0.3:
+            a, b = (int(i) for i in rng.choice(n, size=2, replace=False))
+            plan_swap(a, b, int(rng.integers(0, max(length // 2, 1))))
+
+    def plan_full_occlusion() -> None:
+        # a small object hides fully behind a big disc, square or triangle: the back one is shrunk
+        # to fit inside the front one and kept behind it; a few tries to find a pair and a free
+        # window
+        fronts = [i for i, o in enumerate(objects) if o.look.shape in _INRADIUS]
+        if n >= 2 and fronts and length >= 12:
+            for _ in range(8):
+                f = int(rng.choice(fronts))
+                b = int(rng.choice([i for i in range(n) if i != f]))
+                start = int(rng.integers(0, max(length - 14, 1)))
+                end = min(start + 14, length - 1)
+                if not (free(b, start, end) and free(f, start, end)):  # the front only wanders then
+                    continue
+                front, back = objects[f], objects[b]
+                inner = _INRADIUS[front.look.shape] * front.radius  # (T,)
+                # the back object's circumradius stays below 0.75 x the front's inradius always
+                ratio = float(np.min(0.75 * inner / back.radius))
+                if ratio < 1.0:
+                    back.radius = back.radius * ratio
+                back.z = np.minimum(back.z, front.z - 1e-3)
+                back.events.append((start, "hide", f))
+                busy[b].append((start, end))
+                busy[f].append((start, end))
+                return
+
+    def plan_exits_and_entries() -> None:
+        # exits with re-entry, late entries and final exits
+        for i in range(n):
+            if length >= 14 and rng.random() < variant.p_exit:
+                start = int(rng.integers(1, max(length // 2, 2)))
+                end = min(start + 18, length - 1)
+                if free(i, start, end):
+                    objects[i].events.append((start, "exit", None))
+                    busy[i].append((start, end))
+            enter = int(rng.integers(0, min(8, length // 2) + 1))
+            if rng.random() < variant.p_enter and free(i, 0, enter + 8):
+                objects[i].events.append((enter, "enter", None))
+                busy[i].append((0, enter + 8))
+            elif rng.random() < 0.1 and length >= 12 and free(i, length - 10, length - 1):
+                objects[i].events.append((length - 10, "leave", None))
+                busy[i].append((length - 10, length - 1))
+
+    planners = {
+        "cross": plan_crossings,
+        "hide": plan_full_occlusion,
+        "exit": plan_exits_and_entries,
+    }
+    for kind in variant.event_order:  # the events planned first get their windows first
+        planners[kind]()
     for obj in objects:
         obj.events.sort(key=lambda e: (e[0], e[1]))
         # an entry from outside must come first (the object starts outside)
         enters = [e for e in obj.events if e[1] == "enter"]
         if enters:
             obj.events = enters + [e for e in obj.events if e[1] != "enter"]
-    _simulate_motion(rng, objects, length, height, width)
+    _simulate_motion(rng, objects, length, height, width, variant)
     return objects
 
 
@@ -711,14 +837,18 @@ class _VideoStats:
     visible: np.ndarray  # (N, T) pixels of its visible mask (0 where the annotation is null)
 
 
-def _render_video(rng, objects, length: int, height: int, width: int, min_area: int):
-    """Renders the frames and the visible masks.
+def _render_video(rng, objects, length: int, height: int, width: int, min_area: int, variant):
+    """Renders the frames and the visible masks over the variant's background.
 
     Yields per frame ``(image (H, W, 3) uint8 BGR, rles: list of N RLE dicts or None)`` and finally
     returns a _VideoStats through ``StopIteration.value``.
     """
-    offsets, bg_size = _pan_offsets(rng, length, height, width)
-    background = _make_background(rng, bg_size[0], bg_size[1])
+    if variant.background == "textured_pan":
+        offsets, bg_size = _pan_offsets(rng, length, height, width)
+        background = _make_background(rng, bg_size[0], bg_size[1])
+    else:  # a static camera
+        offsets = np.zeros((length, 2), np.int64)
+        background = _make_plain_background(rng, height, width)
     sprites = [_make_sprite(o.look) for o in objects]
     n = len(objects)
     amodal = np.zeros((n, length), np.int64)
@@ -868,28 +998,32 @@ def _generate_split(
     seed: int,
     min_area: int,
     jpeg_quality: int,
+    variant: _Variant,
     progress: bool,
 ) -> tuple[dict, dict]:
     """Writes one split's frames; returns its YTVIS dict and its statistics."""
     videos, annotations = [], []
+    categories = variant.categories
     totals = {
         "videos": num_videos,
         "frames": 0,
         "instances": 0,
-        "instances_per_category": {c["name"]: 0 for c in SYNTHVIS_CATEGORIES},
+        "instances_per_category": {c["name"]: 0 for c in categories},
         "videos_with_same_class_instances": 0,
     }
     lengths = []
-    bar = tqdm(range(num_videos), desc=f"synthvis {split}", unit="video", disable=not progress)
+    bar = tqdm(
+        range(num_videos), desc=f"{variant.folder} {split}", unit="video", disable=not progress
+    )
     for v in bar:
         rng = np.random.default_rng([seed, split_index, v])
         length = int(rng.integers(min_frames, max_frames + 1))
-        objects = _plan_video(rng, length, height, width)
+        objects = _plan_video(rng, length, height, width, variant)
         name = f"vid{v:04d}"
         os.makedirs(os.path.join(image_root, name), exist_ok=True)
         file_names = [f"{name}/{t:05d}.jpg" for t in range(length)]
         tracks = [[] for _ in objects]
-        frames = _render_video(rng, objects, length, height, width, min_area)
+        frames = _render_video(rng, objects, length, height, width, min_area, variant)
         while True:
             try:
                 image, rles = next(frames)
@@ -939,7 +1073,7 @@ def _generate_split(
                     "length": length,
                 }
             )
-            totals["instances_per_category"][SYNTHVIS_CATEGORIES[category_id - 1]["name"]] += 1
+            totals["instances_per_category"][categories[category_id - 1]["name"]] += 1
         cats = [objects[i].look.category_id for i in keep]
         if len(set(cats)) < len(cats):
             totals["videos_with_same_class_instances"] += 1
@@ -954,7 +1088,7 @@ def _generate_split(
         totals["length_max"] = int(max(lengths))
     dataset = {
         "info": {
-            "description": "synthvis: synthetic video instance segmentation (vis_core)",
+            "description": f"{variant.folder}: synthetic video instance segmentation (vis_core)",
             "version": str(SYNTHVIS_VERSION),
             "year": 2024,
             "contributor": "vis_core.data.synthvis",
@@ -965,7 +1099,7 @@ def _generate_split(
         "videos": videos,
         "categories": [
             {"id": c["id"], "name": c["name"], "supercategory": c["supercategory"]}
-            for c in SYNTHVIS_CATEGORIES
+            for c in categories
         ],
         "annotations": annotations,
     }
@@ -975,12 +1109,13 @@ def _generate_split(
 def generate_synthvis(
     root: str | None = None,
     *,
-    num_train_videos: int = 48,
-    num_val_videos: int = 12,
-    height: int = 360,
-    width: int = 640,
-    min_frames: int = 10,
-    max_frames: int = 60,
+    variant: str = "hard",
+    num_train_videos: int | None = None,
+    num_val_videos: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    min_frames: int | None = None,
+    max_frames: int | None = None,
     seed: int = 0,
     min_area: int | None = None,
     jpeg_quality: int = 90,
@@ -990,7 +1125,15 @@ def generate_synthvis(
     """Writes the synthvis data set under ``root`` (see the module docstring for the layout).
 
     Args:
-        root: output folder; default ``default_synthvis_root()``.
+        root: output folder; default ``default_synthvis_root(variant)``.
+        variant: ``"hard"`` (the default, the long-run benchmark: 7 classes told apart only by
+            shape and texture, jittered colours, textured panning backgrounds) or ``"quick"`` (4
+            classes of distinct shapes and solid colours on a plain static background, small
+            frames, short videos: a small model learns it in minutes). Both have the same motion
+            and events: same-class crossings, partial and full occlusion, exits with re-entry,
+            late entries. The arguments below left at None take the variant's defaults
+            (``SYNTHVIS_VARIANTS[variant].defaults``: hard 48 + 12 videos of 10..60 frames at
+            360x640; quick 64 + 24 videos of 20..32 frames at 96x160).
         num_train_videos, num_val_videos: videos per split.
         height, width: frame size in pixels.
         min_frames, max_frames: each video's length is drawn uniformly in [min_frames, max_frames].
@@ -1008,7 +1151,20 @@ def generate_synthvis(
         same-class crossings, ...), ``seconds`` (generation time) and ``skipped`` (True when an
         existing set was kept).
     """
-    root = default_synthvis_root() if root is None else root
+    spec = _variant(variant)
+    given = dict(
+        num_train_videos=num_train_videos,
+        num_val_videos=num_val_videos,
+        height=height,
+        width=width,
+        min_frames=min_frames,
+        max_frames=max_frames,
+    )
+    sizes = {k: spec.defaults[k] if v is None else v for k, v in given.items()}
+    num_train_videos, num_val_videos = sizes["num_train_videos"], sizes["num_val_videos"]
+    height, width = sizes["height"], sizes["width"]
+    min_frames, max_frames = sizes["min_frames"], sizes["max_frames"]
+    root = default_synthvis_root(variant) if root is None else root
     if height < 16 or width < 16:
         raise ValueError(f"synthvis: the frame size must be at least 16x16, got {height}x{width}")
     if not 1 <= min_frames <= max_frames:
@@ -1026,6 +1182,7 @@ def generate_synthvis(
     if min_area is None:
         min_area = max(2, int(round(8 * height * width / _REFERENCE_AREA)))
     params = _params(
+        variant=variant,
         num_train_videos=num_train_videos,
         num_val_videos=num_val_videos,
         height=height,
@@ -1054,9 +1211,17 @@ def generate_synthvis(
         if os.path.isdir(image_root):
             shutil.rmtree(image_root)  # frames of an older set must not linger
         os.makedirs(image_root, exist_ok=True)
-        video_params = {k: v for k, v in params.items() if not k.startswith(("num_", "version"))}
+        video_params = {
+            k: v for k, v in params.items() if not k.startswith(("num_", "version", "variant"))
+        }
         dataset, stats = _generate_split(
-            split, split_index, image_root, num_videos, progress=progress, **video_params
+            split,
+            split_index,
+            image_root,
+            num_videos,
+            variant=spec,
+            progress=progress,
+            **video_params,
         )
         json_path = os.path.join(root, f"{split}.json")
         with open(json_path + ".tmp", "w") as f:
@@ -1069,7 +1234,8 @@ def generate_synthvis(
         json.dump(stamp, f, indent=2, sort_keys=True)
     os.replace(stamp_path + ".tmp", stamp_path)
     logger.info(
-        "synthvis: wrote %d train and %d valid videos to %s in %.1f s",
+        "synthvis (%s): wrote %d train and %d valid videos to %s in %.1f s",
+        variant,
         num_train_videos,
         num_val_videos,
         root,

@@ -1,0 +1,120 @@
+"""tools/seed_sweep.py: the runs it plans, the table it builds from the runs' metrics.json files."""
+
+import importlib.util
+import json
+import os
+import statistics
+
+import pytest
+
+from vis_core.data.synthvis import generate_synthvis
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CFG = os.path.join(REPO, "projects/VISOLO/configs/synthvis_quick/VISOLO_R18.yaml")
+TINY = (
+    "MODEL.VISOLO.HIDDEN_DIM 32 MODEL.VISOLO.TRACK_DIM 32 MODEL.VISOLO.GRID_NUM [4,6] "
+    "DATALOADER.NUM_WORKERS 0 INPUT.MIN_SIZE_TRAIN (48,) INPUT.MAX_SIZE_TRAIN 64 "
+    "INPUT.MIN_SIZE_TEST 48 INPUT.MAX_SIZE_TEST 64 SOLVER.IMS_PER_BATCH 1 SOLVER.MAX_ITER 2 "
+    "SOLVER.STEPS () SOLVER.WARMUP_ITERS 0 SOLVER.CHECKPOINT_PERIOD 100"
+)
+
+
+def _sweep():
+    path = os.path.join(REPO, "tools", "seed_sweep.py")
+    spec = importlib.util.spec_from_file_location("seed_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_metrics(path, values):
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump(dict(values, APs=None, per_category={}), f)
+
+
+def test_table_is_mean_and_std_of_the_runs_files(tmp_path, capsys):
+    """Runs whose metrics.json is there are kept: the table is computed from those files."""
+    sweep = _sweep()
+    out = str(tmp_path / "sweep")
+    argv = ["--config-file", CFG, "--seeds", "1", "2", "3", "--output-dir", out,
+            "--variant", "full", "", "--eval-only", "noSR", "full",
+            "MODEL.VISOLO.SCORE_REWEIGHTING False"]  # fmt: skip
+    args = sweep.parse_args(argv)
+    runs = sweep.plan_runs(args)
+    assert [(r["variant"], r["seed"]) for r in runs] == [
+        ("full", 1), ("full", 2), ("full", 3), ("noSR", 1), ("noSR", 2), ("noSR", 3)
+    ]  # fmt: skip
+    no_sr = runs[4]
+    assert no_sr["command"][2:] == [
+        "--config-file", CFG, "--eval-only", "MODEL.VISOLO.SCORE_REWEIGHTING", "False",
+        "MODEL.WEIGHTS", os.path.join(out, "full", "seed2", "model_final.pth"),
+        "SEED", "2", "OUTPUT_DIR", os.path.join(out, "noSR", "seed2"),
+    ]  # fmt: skip
+    assert no_sr["command"][1].endswith(os.path.join("projects", "VISOLO", "train_net.py"))
+    assert no_sr["metrics_json"] == os.path.join(
+        out, "noSR", "seed2", "inference", "synthvis_quick_val", "metrics.json"
+    )
+    written = {}
+    for k, run in enumerate(runs):
+        values = {m: 10.0 * (k + 1) + i for i, m in enumerate(sweep.METRICS)}
+        values["AR10"] = None if run["variant"] == "noSR" and run["seed"] == 3 else values["AR10"]
+        _write_metrics(run["metrics_json"], values)
+        written[(run["variant"], run["seed"])] = values
+
+    assert sweep.main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.load(open(os.path.join(out, "sweep.json")))
+    rows = {row["variant"]: row for row in result["rows"]}
+    for variant in ("full", "noSR"):
+        for m in sweep.METRICS:
+            values = [written[(variant, s)][m] for s in (1, 2, 3)]
+            assert rows[variant][m]["values"] == values
+            defined = [v for v in values if v is not None]
+            assert rows[variant][m]["mean"] == pytest.approx(statistics.mean(defined))
+            assert rows[variant][m]["std"] == pytest.approx(statistics.stdev(defined))
+    # full: AP of the seeds 10, 20, 30; noSR: 40, 50, 60; AR10 of noSR without seed 3: 44, 54
+    assert "| full | 1 2 3 | 20.00 ± 10.00 | 21.00 ± 10.00 |" in printed
+    assert "| noSR (eval-only on full) | 1 2 3 | 50.00 ± 10.00 |" in printed
+    assert "| 49.00 ± 7.07 |" in printed
+    assert result["markdown"] in printed
+    assert all(r["seconds"] is None for r in result["runs"])  # nothing was run again
+
+
+def test_bad_variants_are_refused(tmp_path):
+    sweep = _sweep()
+    base = ["--config-file", CFG, "--output-dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        sweep.parse_args(base + ["--eval-only", "noSR", "missing", ""])
+    with pytest.raises(SystemExit):
+        sweep.parse_args(base + ["--variant", "a", "", "--variant", "a", "SEED 2"])
+
+
+def test_sweep_trains_and_evaluates_through_train_net(tmp_path, monkeypatch, capsys):
+    """One seed, a trained variant and an eval-only one on its weights, on a tiny quick set."""
+    data = tmp_path / "data"
+    generate_synthvis(str(data / "synthvis_quick"), variant="quick", num_train_videos=2,
+                      num_val_videos=1, height=48, width=64, min_frames=6, max_frames=8,
+                      progress=False)  # fmt: skip
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(data))  # read by the train_net processes
+    sweep = _sweep()
+    out = str(tmp_path / "sweep")
+    argv = ["--config-file", CFG, "--seeds", "5", "--output-dir", out, "--opts", TINY,
+            "--variant", "full", "", "--eval-only", "noSR", "full",
+            "MODEL.VISOLO.SCORE_REWEIGHTING False"]  # fmt: skip
+    assert sweep.main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.load(open(os.path.join(out, "sweep.json")))
+    assert os.path.isfile(os.path.join(out, "full", "seed5", "model_final.pth"))
+    assert not os.path.exists(os.path.join(out, "noSR", "seed5", "model_final.pth"))
+    for run in result["runs"]:
+        assert run["seconds"] > 0  # it ran
+        with open(run["metrics_json"]) as f:
+            metrics = json.load(f)
+        assert run["metrics"] == {m: metrics[m] for m in sweep.METRICS}
+        row = next(r for r in result["rows"] if r["variant"] == run["variant"])
+        assert row["AP"]["mean"] == metrics["AP"] and row["AP"]["std"] == 0.0
+        assert f"{metrics['AP']:.2f} ± 0.00" in printed
+    with open(os.path.join(out, "noSR", "seed5", "config.yaml")) as f:
+        config = f.read()
+    assert "SCORE_REWEIGHTING: false" in config and "seed5/model_final.pth" in config
