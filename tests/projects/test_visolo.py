@@ -682,9 +682,9 @@ def test_every_shipped_config_resolves_to_the_official_inference_values(config):
     assert cfg.INPUT.SAMPLING_MAX_TRIES == 0  # clips with no object are trained on
     assert cfg.MODEL.VISOLO.REWEIGHTING_FRAMES == "official"
     v = cfg.MODEL.VISOLO
-    assert (v.SCORE_THR, v.MASK_THR, v.NMS_PRE, v.UPDATE_THR, v.MAX_PER_FRAME) == (
-        0.1, 0.5, 500, 0.05, 100
-    )  # fmt: skip
+    assert (v.SCORE_THR, v.MASK_THR, v.UPDATE_THR) == (0.1, 0.5, 0.05)
+    if "synthvis" not in config:  # the CPU configs keep fewer candidates for their small scenes
+        assert (v.NMS_PRE, v.MAX_PER_FRAME) == (500, 100)
 
 
 @pytest.mark.parametrize("t", [1, 2, 3])
