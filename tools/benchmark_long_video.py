@@ -86,6 +86,7 @@ def _run(args):
     """One (mode, length) in this process; prints its result."""
     import torch
 
+    from vis_core.config import get_num_classes
     from vis_core.data import register_ytvis_instances
     from vis_core.engine.project import setup_project_cfg
 
@@ -93,8 +94,6 @@ def _run(args):
     mode, length = args.run[0], int(args.run[1])
     h, w = (int(v) for v in args.size.split("x"))
     root = os.path.join(args.workdir, f"video_{length}_{h}x{w}")
-    from vis_core.config import get_num_classes
-
     num_classes = get_num_classes(setup_project_cfg(args.config_file, list(args.opts)))[1]
     json_path = write_video(root, length, h, w, num_classes)
     name = f"long_video_{length}"

@@ -472,9 +472,9 @@ class VISOLO(nn.Module):
         long-term entry (index a multiple of ``memory.interval``) before it, the official code's
         ``memory[-2]`` / ``memory[-3]``; frame 1 has only frame 0.
         """
-        newest = memory.newest(1)
         if self.reweighting_frames == "recent":
             return memory.newest(2)
+        newest = memory.newest(1)
         last = newest[0].frame
         older = [e for e in memory.entries if e.frame < last and e.frame % memory.interval == 0]
         return newest + older[-1:]
