@@ -174,6 +174,41 @@ def test_training_step_with_and_without_ground_truth():
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
+def test_masked_attention_switch_in_training_and_inference(monkeypatch):
+    """MASKED_ATTENTION False: every cross-attention reads the whole clip (no mask), with the same
+    parameters as the masked model, in training and inference; True: masks block pixels."""
+    from mask2former_vis.transformer_decoder import CrossAttentionLayer
+
+    seen = []
+    forward = CrossAttentionLayer.forward
+
+    def spy(self, tgt, memory, memory_mask=None, pos=None, query_pos=None):
+        seen.append(memory_mask)
+        return forward(self, tgt, memory, memory_mask=memory_mask, pos=pos, query_pos=query_pos)
+
+    monkeypatch.setattr(CrossAttentionLayer, "forward", spy)
+    masked = tiny_model()
+    plain = tiny_model(["MODEL.MASK2FORMER_VIS.MASKED_ATTENTION", "False"])
+    plain.load_state_dict(masked.state_dict())  # the switch adds or removes no parameter
+    outputs = {}
+    for name, model in (("masked", masked), ("plain", plain)):
+        seen.clear()
+        model.train()
+        losses = model([make_clip(seed=0)])
+        sum(losses.values()).backward()
+        assert len(seen) == 3
+        if name == "masked":
+            assert all(m is not None and m.dtype == torch.bool and m.any() for m in seen)
+        else:
+            assert all(m is None for m in seen)
+        seen.clear()
+        model.eval()
+        with torch.no_grad():
+            outputs[name] = model([make_video()])[0]
+        assert len(seen) == 3 and all((m is None) == (name == "plain") for m in seen)
+    assert not torch.equal(outputs["masked"]["pred_scores"], outputs["plain"]["pred_scores"])
+
+
 def test_only_empty_ground_truth_trains():
     model = tiny_model()
     model.train()

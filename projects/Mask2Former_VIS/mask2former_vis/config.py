@@ -32,6 +32,10 @@ def add_mask2former_vis_config(cfg):
     m.PRE_NORM = False
     # 1x1 input projection on the decoder's features even when their channels equal HIDDEN_DIM.
     m.ENFORCE_INPUT_PROJ = False
+    # Masked attention (the paper's key component): each query's cross-attention reads only the
+    # pixels of its mask predicted by the previous layer. False = standard cross-attention over the
+    # whole clip, in training and inference (the paper's "w/o masked attention" ablation).
+    m.MASKED_ATTENTION = True
     # Frames are padded to a multiple of this before the backbone.
     m.SIZE_DIVISIBILITY = 32
 

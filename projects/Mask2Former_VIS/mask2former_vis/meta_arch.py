@@ -84,6 +84,7 @@ class Mask2FormerVISHead(nn.Module):
             pre_norm=m.PRE_NORM,
             mask_dim=pd.MASK_DIM,
             enforce_input_project=m.ENFORCE_INPUT_PROJ,
+            masked_attention=m.MASKED_ATTENTION,
         )
         return cls(pixel_decoder=pixel_decoder, predictor=predictor)
 

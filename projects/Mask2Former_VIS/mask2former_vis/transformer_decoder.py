@@ -159,6 +159,7 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
         mask_dim: int = 256,
         enforce_input_project: bool = False,
         num_feature_levels: int = 3,
+        masked_attention: bool = True,
     ):
         """
         Args:
@@ -174,6 +175,8 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
             mask_dim: channels of the mask features (the mask-embedding output).
             enforce_input_project: a 1x1 conv on the features even when in_channels == hidden_dim.
             num_feature_levels: levels read round robin (3).
+            masked_attention: restrict each query's cross-attention to the foreground of its mask
+                from the previous layer (the paper); False = attend to the whole clip.
         """
         super().__init__()
         if dec_layers < 0:
@@ -196,6 +199,7 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
         self.query_feat = nn.Embedding(num_queries, hidden_dim)
         self.query_embed = nn.Embedding(num_queries, hidden_dim)
         self.num_feature_levels = num_feature_levels
+        self.masked_attention = masked_attention
         self.level_embed = nn.Embedding(num_feature_levels, hidden_dim)
         self.input_proj = nn.ModuleList()
         for _ in range(num_feature_levels):
@@ -272,8 +276,11 @@ class VideoMultiScaleMaskedTransformerDecoder(nn.Module):
         predictions = [(logits, masks)]
         for i in range(self.num_layers):
             level = i % self.num_feature_levels
-            # a query whose mask is empty everywhere attends to the whole memory
-            attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            if self.masked_attention:
+                # a query whose mask is empty everywhere attends to the whole memory
+                attn_mask[torch.where(attn_mask.sum(-1) == attn_mask.shape[-1])] = False
+            else:
+                attn_mask = None
             output = self.transformer_cross_attention_layers[i](
                 output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_embed
             )
