@@ -125,8 +125,8 @@ def add_pvt_v2_config(cfg):
     cfg.MODEL.PVT_V2.NORM_EPS = 1e-6
     # Messenger tokens per frame (TeViT's MsgShifT, M; 32 in the paper); 0 = plain PVTv2.
     cfg.MODEL.PVT_V2.NUM_MESSENGER_TOKENS = 0
-    # Temporal roll (frames) of each channel group of the messengers after even layers of a stage;
-    # odd layers roll by the negated strides.
+    # Temporal roll (frames) of each group of messenger tokens (M / len groups of whole tokens) after
+    # even layers of a stage; odd layers roll by the negated strides.
     cfg.MODEL.PVT_V2.SHIFT_STRIDES = [1, -1, 2, -2]
     # Stage outputs, strides 4, 8, 16, 32.
     cfg.MODEL.PVT_V2.OUT_FEATURES = ["res2", "res3", "res4", "res5"]

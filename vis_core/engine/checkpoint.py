@@ -7,11 +7,18 @@ with random heads that quietly scores zero. ``load_inference_weights`` raises in
 
 import logging
 import pickle
+import re
 import zipfile
+from typing import MutableMapping
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["VideoCheckpointer", "load_inference_weights"]
+__all__ = [
+    "VideoCheckpointer",
+    "is_mmdet_detector_state_dict",
+    "load_inference_weights",
+    "rename_mmdet_backbone_neck",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +26,16 @@ logger = logging.getLogger(__name__)
 class VideoCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer whose unreadable files (truncated by an interrupted download or save,
     or not a checkpoint at all) raise an error that names the file, instead of torch's or pickle's
-    message about a zip archive or an unexpected end of data."""
+    message about a zip archive or an unexpected end of data.
+
+    mmcv/mmdet checkpoints (the weights under ``state_dict``, next to ``meta``) are read as if
+    saved by detectron2 (under ``model``); renaming their parameters is the model's business
+    (e.g. :func:`rename_mmdet_backbone_neck` in its ``_load_from_state_dict``).
+    """
 
     def _load_file(self, filename):
         try:
-            return super()._load_file(filename)
+            loaded = super()._load_file(filename)
         except (
             RuntimeError,
             OSError,
@@ -39,6 +51,14 @@ class VideoCheckpointer(DetectionCheckpointer):
                 "again, or, when resuming, delete it and point OUTPUT_DIR/last_checkpoint at the "
                 "previous checkpoint."
             ) from error
+        model = loaded.get("model")
+        if isinstance(model, dict) and set(model) >= {"state_dict"} and set(model) <= _MMCV_KEYS:
+            loaded = dict(loaded, model=model["state_dict"])  # detectron2 wrapped the mmcv dict
+        return loaded
+
+
+# Top-level keys of an mmcv checkpoint (mmcv.runner.save_checkpoint).
+_MMCV_KEYS = {"state_dict", "meta", "optimizer"}
 
 
 class _RecordingCheckpointer(VideoCheckpointer):
@@ -76,3 +96,63 @@ def load_inference_weights(model, path: str, save_dir: str = "", resume: bool = 
             f"e.g. {shapes[:3]}). Are they from another method, or trained with another number of "
             "classes or head size than this config?"
         )
+
+
+_MMDET_NECK = re.compile(r"neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.(weight|bias)$")
+
+
+def is_mmdet_detector_state_dict(state_dict, prefix: str = "") -> bool:
+    """Whether the keys under ``prefix`` are an mmdet detector's (``backbone.*`` and ``neck.*``,
+    as the official TeViT and QueryInst checkpoints) rather than ours (``backbone.bottom_up.*``)."""
+    neck, ours = prefix + "neck.", prefix + "backbone.bottom_up."
+    return any(k.startswith(neck) for k in state_dict) and not any(
+        k.startswith(ours) for k in state_dict
+    )
+
+
+def rename_mmdet_backbone_neck(
+    state_dict: MutableMapping,
+    prefix: str = "",
+    bottom_up: str = "backbone.bottom_up.",
+    fpn: str = "backbone.",
+    first_level: int = 2,
+) -> int:
+    """Rename an mmdet detector's backbone and FPN parameters to a detectron2 FPN backbone's, in
+    place; other keys (the heads) are left alone. Returns how many were renamed.
+
+    ``backbone.X`` -> ``{bottom_up}X`` (the backbone inside detectron2's ``FPN``, same module
+    names, e.g. vis_core's PVTv2); ``neck.lateral_convs.{i}.conv.*`` -> ``{fpn}fpn_lateral{i +
+    first_level}.*`` and ``neck.fpn_convs.{i}.conv.*`` -> ``{fpn}fpn_output{i + first_level}.*``
+    (mmdet counts FPN inputs from 0, detectron2 names them by log2 of their stride: 2 for stride 4).
+    All names are taken under ``prefix``.
+
+    Raises:
+        ValueError: the keys are already ours (``{bottom_up}``), or a neck key that detectron2's
+            FPN has no place for (normalised convs, extra levels beyond the inputs are not ours).
+    """
+    if any(k.startswith(prefix + bottom_up) for k in state_dict):
+        raise ValueError(
+            f"rename_mmdet_backbone_neck: the weights already have {prefix + bottom_up!r} keys; "
+            "they are not an mmdet checkpoint"
+        )
+    renamed = {}
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        if name.startswith("backbone."):
+            renamed[prefix + bottom_up + name[len("backbone.") :]] = state_dict.pop(key)
+        elif name.startswith("neck."):
+            match = _MMDET_NECK.match(name)
+            if match is None:
+                raise ValueError(
+                    f"mmdet weights: no counterpart for {name!r} in detectron2's FPN (only "
+                    "neck.lateral_convs.i.conv.* and neck.fpn_convs.i.conv.* without norm)"
+                )
+            kind, index, param = match.groups()
+            module = "fpn_lateral" if kind == "lateral_convs" else "fpn_output"
+            renamed[f"{prefix}{fpn}{module}{int(index) + first_level}.{param}"] = state_dict.pop(
+                key
+            )
+    state_dict.update(renamed)
+    return len(renamed)

@@ -16,10 +16,11 @@ each conv is reduced to the linear map it applies to a constant image (kernel su
 window, plus bias), the LayerNorms are shared with the patch tokens. In attention the messengers
 are queries next to the patches; they are keys and values too in stages with spatial reduction
 (SR ratio > 1) and are left out of the keys where the ratio is 1, as the official code does. After
-every encoder layer the messengers of a clip are shifted cyclically along time: their channels are
-cut into ``len(shift_strides)`` groups, group g rolled by ``shift_strides[g]`` frames (frame t
-receives frame t - s) in even layers of a stage and by ``-shift_strides[g]`` in odd layers; the last
-layer of a stage with an odd number of layers does not shift. This is the only place where frames
+every encoder layer the messengers of a clip are shifted cyclically along time: the M tokens (not
+their channels: the official code chunks the token axis) are cut into ``len(shift_strides)`` equal
+groups of whole tokens, group g rolled by ``shift_strides[g]`` frames (frame t receives frame t - s)
+in even layers of a stage and by ``-shift_strides[g]`` in odd layers; the last layer of a stage with
+an odd number of layers does not shift. This is the only place where frames
 of a clip meet: with M = 0 the backbone is the plain per-image PVTv2.
 
 Parameter names are the mmdet ones (``layers.{s}.0`` patch embed, ``layers.{s}.1.{l}`` encoder
@@ -82,14 +83,14 @@ def _conv_as_linear(tokens: Tensor, conv: nn.Conv2d) -> Tensor:
 
 
 def shift_messengers(msg: Tensor, num_frames: int, strides: Sequence[int]) -> Tensor:
-    """Roll channel groups of the messenger tokens cyclically along time.
+    """Roll groups of messenger tokens cyclically along time.
 
     Args:
         msg: (B*T, M, C) messenger tokens, clip-major (the T frames of clip 0 first).
         num_frames: T.
-        strides: one roll per channel group; the channels are cut as ``torch.chunk`` cuts them
-            (groups of ceil(C / len(strides))). Frame t of group g receives frame
-            (t - strides[g]) mod T.
+        strides: one roll per group of tokens; the M tokens are cut as ``torch.chunk`` cuts them
+            (tokens 0..M/G-1 form group 0, ..., G = len(strides)). Token m of frame t in group g
+            receives token m of frame (t - strides[g]) mod T, all C channels.
     Returns:
         (B*T, M, C).
     """
@@ -99,9 +100,9 @@ def shift_messengers(msg: Tensor, num_frames: int, strides: Sequence[int]) -> Te
             f"{num_frames} frames"
         )
     clips = msg.reshape(-1, num_frames, *msg.shape[1:])  # (B*T, M, C) -> (B, T, M, C)
-    groups = clips.chunk(len(strides), dim=3)
+    groups = clips.chunk(len(strides), dim=2)
     rolled = [torch.roll(g, s, dims=1) for g, s in zip(groups, strides)]
-    return torch.cat(rolled, dim=3).flatten(0, 1)  # (B, T, M, C) -> (B*T, M, C)
+    return torch.cat(rolled, dim=2).flatten(0, 1)  # (B, T, M, C) -> (B*T, M, C)
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -317,8 +318,8 @@ class PVTv2(Backbone):
             drop_path_rate: stochastic depth of the last layer; layer i of n gets rate * i / (n-1).
             norm_eps: epsilon of every LayerNorm.
             num_messenger_tokens: M messenger tokens per frame; 0 = plain PVTv2.
-            shift_strides: the roll (frames) of each channel group of the messengers in even
-                layers; odd layers roll by the negated strides.
+            shift_strides: the roll (frames) of each group of messenger tokens in even layers
+                (M / len(shift_strides) tokens a group); odd layers roll by the negated strides.
             out_features: a subset of "res2".."res{num_stages+1}".
         """
         super().__init__()
@@ -341,12 +342,11 @@ class PVTv2(Backbone):
         self.shift_strides = [int(s) for s in shift_strides]
         if self.num_messenger_tokens and not self.shift_strides:
             raise ValueError("PVTv2: messenger tokens need at least one shift stride")
-        for c in embed_dims if self.num_messenger_tokens else ():
-            if c % len(self.shift_strides) != 0:
-                raise ValueError(
-                    f"PVTv2: embed dim {c} cannot be cut into {len(self.shift_strides)} equal "
-                    f"channel groups for the messenger shift {self.shift_strides}"
-                )
+        if self.num_messenger_tokens % max(len(self.shift_strides), 1) != 0:
+            raise ValueError(
+                f"PVTv2: {self.num_messenger_tokens} messenger tokens cannot be cut into "
+                f"{len(self.shift_strides)} equal groups for the shift {self.shift_strides}"
+            )
         names = [f"res{i + 2}" for i in range(num_stages)]
         unknown = [f for f in out_features if f not in names]
         if unknown or not out_features:
@@ -515,9 +515,16 @@ def build_pvt_v2_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
     """PVTv2 + detectron2's FPN on MODEL.FPN.IN_FEATURES, without extra levels (top_block None):
     mmdet's FPN with ``num_outs`` = the number of inputs, "p2".."p5" for TeViT."""
     bottom_up = build_pvt_v2_backbone(cfg, input_shape)
+    in_features = list(cfg.MODEL.FPN.IN_FEATURES)
+    if not in_features or any(f not in bottom_up.output_shape() for f in in_features):
+        raise ValueError(
+            f"build_pvt_v2_fpn_backbone: MODEL.FPN.IN_FEATURES {in_features} must be a non-empty "
+            f"list of MODEL.PVT_V2.OUT_FEATURES {list(bottom_up.output_shape())}, e.g. "
+            '["res2", "res3", "res4", "res5"]'
+        )
     return FPN(
         bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        in_features=in_features,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         norm=cfg.MODEL.FPN.NORM,
         top_block=None,
