@@ -475,15 +475,15 @@ def test_original_imagenet_weights_convert_and_load_whole():
 # ---- a record of the official code's outputs ----
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "pvt_v2_official_outputs.json")
-GOLDEN_CONFIG = dict(
-    embed_dims=(8, 16, 24, 32),
-    num_heads=(1, 2, 3, 4),
-    # stages 1, 2 have an odd layer count: their last layer does not shift (seen in stage 2's
-    # attention; stage 3, without spatial reduction, has no messengers among its keys)
-    depths=(2, 1, 1, 2),
-    mlp_ratios=(2, 2, 2, 2),
-    num_messenger_tokens=8,
-)
+# TINY's sizes, with heads the official constructor can express (C_s = 8 * heads_s); stages 1, 2
+# have an odd layer count: their last layer does not shift (seen in stage 2's attention; stage 3,
+# without spatial reduction, has no messengers among its keys).
+GOLDEN_CONFIG = {
+    **TINY,
+    "num_heads": (1, 2, 3, 4),
+    "depths": (2, 1, 1, 2),
+    "num_messenger_tokens": 8,
+}
 GOLDEN_CLIP = dict(clips=2, frames=3, height=64, width=96)
 
 
