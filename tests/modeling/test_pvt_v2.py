@@ -27,6 +27,7 @@ from vis_core.modeling.backbone import (
     frames_per_clip,
     is_pvt_v2_imagenet_state_dict,
     pvt_v2_imagenet_to_ours,
+    rename_pvt_v2_imagenet,
     shift_messengers,
 )
 from vis_core.modeling.backbone.pvt_v2 import _conv_as_linear
@@ -291,6 +292,14 @@ def test_messengers_are_what_set_the_plain_model_apart():
 # ---- bad input ----
 
 
+def test_messenger_tokens_learn():
+    model = tiny(m=4).train()
+    with frames_per_clip(model, 2):
+        out = model(torch.randn(4, 3, 32, 32))
+    sum(v.square().mean() for v in out.values()).backward()
+    assert model.msg_tokens.grad is not None and model.msg_tokens.grad.abs().sum() > 0
+
+
 def test_bad_input_raises_clear_errors():
     msg = tiny(m=4)
     with pytest.raises(ValueError, match="7 images is not a whole number of clips of 2 frames"):
@@ -464,6 +473,14 @@ def test_original_imagenet_weights_convert_and_load_whole():
     )
     # everything of the model comes from the file (160 tensors; head dropped, q + kv fused)
     assert len(ours) == len(model.state_dict()) == 160
+
+    # as MODEL.WEIGHTS of a detector whose backbone is the FPN around PVTv2
+    detector = b1_detector(0)
+    whole = {"model." + k: v for k, v in original.items()}
+    assert rename_pvt_v2_imagenet(whole, "model.") == 160
+    missing, unexpected = nn.ModuleDict({"model": detector}).load_state_dict(whole, strict=False)
+    assert unexpected == [] and all(".fpn_" in k for k in missing) and len(missing) == 16
+    assert torch.equal(detector.backbone.bottom_up.layers[3].norm.bias, original["norm4.bias"])
 
     with pytest.raises(ValueError, match="block1.0.attn.pool.weight"):
         pvt_v2_imagenet_to_ours({**original, "block1.0.attn.pool.weight": torch.zeros(1)})

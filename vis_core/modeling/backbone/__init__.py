@@ -9,6 +9,7 @@ from .pvt_v2 import (
     frames_per_clip,
     is_pvt_v2_imagenet_state_dict,
     pvt_v2_imagenet_to_ours,
+    rename_pvt_v2_imagenet,
     shift_messengers,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "frames_per_clip",
     "is_pvt_v2_imagenet_state_dict",
     "pvt_v2_imagenet_to_ours",
+    "rename_pvt_v2_imagenet",
     "shift_messengers",
 ]

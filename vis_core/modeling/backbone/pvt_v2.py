@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import re
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple
 
 import torch
 from detectron2.layers import ShapeSpec
@@ -48,6 +48,7 @@ __all__ = [
     "frames_per_clip",
     "is_pvt_v2_imagenet_state_dict",
     "pvt_v2_imagenet_to_ours",
+    "rename_pvt_v2_imagenet",
     "shift_messengers",
 ]
 
@@ -607,3 +608,17 @@ def pvt_v2_imagenet_to_ours(state_dict: Mapping[str, Tensor]) -> Dict[str, Tenso
         name = f"layers.{int(s) - 1}.1.{layer}.attn.attn.in_proj_{kind}"
         out[name] = torch.cat([parts["q"], parts["kv"]], dim=0)
     return out
+
+
+def rename_pvt_v2_imagenet(
+    state_dict: MutableMapping, prefix: str = "", bottom_up: str = "backbone.bottom_up."
+) -> int:
+    """In place: the original ImageNet keys under ``prefix`` (a whole ``pvt_v2_b*.pth`` given as
+    MODEL.WEIGHTS) become ``{prefix}{bottom_up}<PVTv2 name>`` (:func:`pvt_v2_imagenet_to_ours`);
+    returns how many tensors the model gets. For a meta-architecture's ``_load_from_state_dict``
+    whose backbone is an FPN around :class:`PVTv2` (``bottom_up``)."""
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    original = {k[len(prefix) :]: state_dict.pop(k) for k in keys}
+    converted = pvt_v2_imagenet_to_ours(original)
+    state_dict.update({prefix + bottom_up + k: v for k, v in converted.items()})
+    return len(converted)
