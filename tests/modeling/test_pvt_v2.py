@@ -518,9 +518,10 @@ def golden_weights(model: nn.Module, seed: int = 0) -> dict:
     return out
 
 
-def golden_model_and_clip():
-    """Our tiny MsgShifT + FPN (16 channels) in float64 with ``golden_weights``, and its input."""
-    fpn_cfg = tiny_cfg(m=GOLDEN_CONFIG["num_messenger_tokens"])
+def golden_model_and_clip(num_messenger_tokens: int = GOLDEN_CONFIG["num_messenger_tokens"]):
+    """Our tiny MsgShifT (or, with 0 messengers, PVTv2) + FPN (16 channels) in float64 with
+    ``golden_weights``, and its input."""
+    fpn_cfg = tiny_cfg(m=num_messenger_tokens)
     for key in ("embed_dims", "num_heads", "depths", "mlp_ratios"):
         fpn_cfg.MODEL.PVT_V2[key.upper()] = list(GOLDEN_CONFIG[key])
     fpn = build_backbone(fpn_cfg).double().eval()
@@ -540,12 +541,16 @@ def summarise(t: torch.Tensor) -> list:
     return [flat.sum().item(), flat.abs().sum().item()] + flat[picks].tolist()
 
 
-def test_outputs_equal_the_official_msgshift_and_mmdet_fpn():
-    """The record was made by the official MsgShifT + mmdet FPN (hustvl/TeViT @961fd6b, run outside
-    the repository) given ``golden_weights`` through ``rename_mmdet_backbone_neck``, in float64."""
+@pytest.mark.parametrize("variant", ["msgshift", "plain"])
+def test_outputs_equal_the_official_msgshift_and_mmdet_fpn(variant):
+    """The record was made by the official code (hustvl/TeViT @961fd6b, run outside the repository:
+    MsgShifT, or for M=0 mmdet's PyramidVisionTransformerV2, + mmdet FPN) given ``golden_weights``
+    through ``rename_mmdet_backbone_neck``, in float64."""
     with open(GOLDEN) as f:
-        golden = json.load(f)
-    fpn, x = golden_model_and_clip()
+        golden = json.load(f)[variant]
+    fpn, x = golden_model_and_clip(
+        0 if variant == "plain" else GOLDEN_CONFIG["num_messenger_tokens"]
+    )
     with torch.no_grad(), frames_per_clip(fpn, GOLDEN_CLIP["frames"]):
         feats = fpn.bottom_up(x)
         out = fpn(x)
