@@ -234,7 +234,15 @@ class PVTv2EncoderLayer(nn.Module):
         self.ffn = MixFFN(embed_dim, int(embed_dim * mlp_ratio), drop)
         self.drop_path = drop_path
 
-    def _residual(self, branch, norm, x, hw, msg):
+    def _residual(
+        self,
+        branch: nn.Module,
+        norm: nn.LayerNorm,
+        x: Tensor,
+        hw: Tuple[int, int],
+        msg: Optional[Tensor],
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        """[x; msg] + drop_path(branch(norm(x), norm(msg))), split back into (N, L, C), (N, M, C)."""
         tokens = x if msg is None else torch.cat([x, msg], dim=1)  # (N, L + M, C)
         out = tokens + drop_path(
             branch(norm(x), hw, None if msg is None else norm(msg)), self.drop_path, self.training
