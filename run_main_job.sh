@@ -35,6 +35,14 @@ echo "== 3/3 drawing the tracks of the validation video $VIDEO"
 "$PY" tools/demo.py --config-file "$CONFIG" --input "datasets/$DATA/valid/JPEGImages/$VIDEO" \
   --output "$OUTPUT/demo/$VIDEO.mp4" MODEL.WEIGHTS "$OUTPUT/model_final.pth" "$@"
 
+echo "== result on ${DATA}_val (percent; per-category AP in $OUTPUT/log.txt)"
+"$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+keys = ["AP", "AP50", "AP75", "AR1", "AR10"]
+print("| " + " | ".join(keys) + " |")
+print("|" + "---|" * len(keys))
+print("| " + " | ".join("%.1f" % m[k] for k in keys) + " |")' "$OUTPUT/inference/${DATA}_val/metrics.json"
+
 cat <<DONE
 == done
   metrics:        $OUTPUT/log.txt (the table after training), $OUTPUT/inference/${DATA}_val/metrics.json
