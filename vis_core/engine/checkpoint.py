@@ -7,11 +7,19 @@ with random heads that quietly scores zero. ``load_inference_weights`` raises in
 
 import logging
 import pickle
+import re
 import zipfile
+from typing import MutableMapping
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["VideoCheckpointer", "load_inference_weights"]
+__all__ = [
+    "VideoCheckpointer",
+    "convert_mmdet_backbone_neck",
+    "is_mmdet_state_dict",
+    "load_inference_weights",
+    "rename_mmdet_resnet",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +27,15 @@ logger = logging.getLogger(__name__)
 class VideoCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer whose unreadable files (truncated by an interrupted download or save,
     or not a checkpoint at all) raise an error that names the file, instead of torch's or pickle's
-    message about a zip archive or an unexpected end of data."""
+    message about a zip archive or an unexpected end of data.
+
+    mmcv / mmdet checkpoints (weights under ``state_dict``, next to ``meta``) are read as if saved
+    by detectron2 (under ``model``); renaming their parameters is the model's business.
+    """
 
     def _load_file(self, filename):
         try:
-            return super()._load_file(filename)
+            loaded = super()._load_file(filename)
         except (
             RuntimeError,
             OSError,
@@ -39,6 +51,14 @@ class VideoCheckpointer(DetectionCheckpointer):
                 "again, or, when resuming, delete it and point OUTPUT_DIR/last_checkpoint at the "
                 "previous checkpoint."
             ) from error
+        model = loaded.get("model")
+        if isinstance(model, dict) and "state_dict" in model and set(model) <= _MMCV_KEYS:
+            loaded = dict(loaded, model=model["state_dict"])  # detectron2 wrapped the mmcv dict
+        return loaded
+
+
+# Top-level keys of an mmcv checkpoint (mmcv.runner.save_checkpoint).
+_MMCV_KEYS = {"state_dict", "meta", "optimizer"}
 
 
 class _RecordingCheckpointer(VideoCheckpointer):
@@ -76,3 +96,87 @@ def load_inference_weights(model, path: str, save_dir: str = "", resume: bool = 
             f"e.g. {shapes[:3]}). Are they from another method, or trained with another number of "
             "classes or head size than this config?"
         )
+
+
+# mmdet/torchvision ResNet module names -> detectron2's (inside the ResNet).
+_RESNET_STEM = {"conv1": "stem.conv1", "bn1": "stem.conv1.norm"}
+_RESNET_BLOCK = re.compile(r"layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
+_MMDET_NECK = re.compile(r"neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.(weight|bias)$")
+
+
+def rename_mmdet_resnet(state_dict: MutableMapping, prefix: str = "backbone.bottom_up.") -> int:
+    """Rename mmdet (torchvision-style) ResNet parameters under ``prefix`` to detectron2's ResNet
+    names, in place; returns how many were renamed.
+
+    ``conv1`` / ``bn1`` -> ``stem.conv1`` / ``stem.conv1.norm``; ``layer{N}.{M}.conv{K}`` ->
+    ``res{N+1}.{M}.conv{K}``, ``bn{K}`` -> ``conv{K}.norm``, ``downsample.0`` / ``downsample.1`` ->
+    ``shortcut`` / ``shortcut.norm``. The layouts agree with ``MODEL.RESNETS.STRIDE_IN_1X1 False``
+    (mmdet ``style='pytorch'``), RGB input and mmdet's mean/std.
+
+    Raises:
+        ValueError: a key under ``prefix`` that is no ResNet parameter.
+    """
+    renamed = 0
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix) :]
+        module, _, rest = name.partition(".")
+        if module in _RESNET_STEM:
+            new = f"{_RESNET_STEM[module]}.{rest}"
+        else:
+            match = _RESNET_BLOCK.match(name)
+            if match is None:
+                raise ValueError(
+                    f"mmdet ResNet weights: no counterpart for {key!r} in detectron2's ResNet"
+                )
+            stage, block, part, rest = match.groups()
+            if part.startswith("bn"):
+                part = f"conv{part[2:]}.norm"
+            else:
+                part = "shortcut" if part.endswith("0") else "shortcut.norm"
+            new = f"res{int(stage) + 1}.{block}.{part}.{rest}"
+        state_dict[prefix + new] = state_dict.pop(key)
+        renamed += 1
+    return renamed
+
+
+def is_mmdet_state_dict(state_dict, prefix: str = "") -> bool:
+    """Whether the keys under ``prefix`` are an mmdet detector's (``neck.*`` next to
+    ``backbone.*``, e.g. the official TeViT checkpoints) rather than ours."""
+    return any(k.startswith(prefix + "neck.") for k in state_dict) and not any(
+        k.startswith(prefix + "backbone.bottom_up.") for k in state_dict
+    )
+
+
+def convert_mmdet_backbone_neck(
+    state_dict: MutableMapping, prefix: str = "", resnet: bool = True
+) -> int:
+    """An mmdet detector's backbone and FPN neck under detectron2's FPN names, in place (heads
+    untouched); returns how many keys were renamed.
+
+    ``backbone.*`` -> ``backbone.bottom_up.*`` (then, with ``resnet``, :func:`rename_mmdet_resnet`;
+    backbones that keep mmdet's module names, such as vis_core's PVTv2, need no more);
+    ``neck.lateral_convs.{i}.conv.*`` / ``neck.fpn_convs.{i}.conv.*`` -> ``backbone.fpn_lateral{i+2}.*``
+    / ``backbone.fpn_output{i+2}.*`` (detectron2 names FPN levels by log2 of the stride).
+
+    Raises:
+        ValueError: a neck key detectron2's FPN has no place for, or a non-ResNet backbone key.
+    """
+    renamed = 0
+    for key in [k for k in state_dict if k.startswith(prefix + "backbone.")]:
+        rest = key[len(prefix + "backbone.") :]
+        state_dict[prefix + "backbone.bottom_up." + rest] = state_dict.pop(key)
+        renamed += 1
+    if resnet:
+        rename_mmdet_resnet(state_dict, prefix + "backbone.bottom_up.")
+    for key in [k for k in state_dict if k.startswith(prefix + "neck.")]:
+        match = _MMDET_NECK.match(key[len(prefix) :])
+        if match is None:
+            raise ValueError(
+                f"mmdet weights: no counterpart for {key!r} in detectron2's FPN (only "
+                "neck.lateral_convs.i.conv.* and neck.fpn_convs.i.conv.* without norm)"
+            )
+        kind, level, param = match.groups()
+        kind = "fpn_lateral" if kind == "lateral_convs" else "fpn_output"
+        state_dict[f"{prefix}backbone.{kind}{int(level) + 2}.{param}"] = state_dict.pop(key)
+        renamed += 1
+    return renamed
