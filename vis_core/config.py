@@ -94,6 +94,10 @@ def add_vis_config(cfg):
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     # Learning-rate multiplier of the backbone's parameters.
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # The module (path in the model) whose parameters get BACKBONE_MULTIPLIER: "backbone" (with
+    # detectron2's FPN inside it), or "backbone.bottom_up" to leave the FPN at the base rate, as
+    # mmdet's ``custom_keys={'backbone': ...}`` does (TeViT: the FPN is mmdet's neck).
+    cfg.SOLVER.BACKBONE_MULTIPLIER_MODULE = "backbone"
     # Weight decay of embedding parameters (query embeddings, level embeddings).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     # Stop training when a loss term becomes NaN or infinite.
