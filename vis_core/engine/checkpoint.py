@@ -131,7 +131,7 @@ def rename_mmdet_resnet(state_dict: MutableMapping, prefix: str = "backbone.bott
             stage, block, part, rest = match.groups()
             if part.startswith("bn"):
                 part = f"conv{part[2:]}.norm"
-            else:
+            elif part.startswith("downsample"):
                 part = "shortcut" if part.endswith("0") else "shortcut.norm"
             new = f"res{int(stage) + 1}.{block}.{part}.{rest}"
         state_dict[prefix + new] = state_dict.pop(key)
