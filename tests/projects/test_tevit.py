@@ -169,9 +169,9 @@ def test_positives_are_the_present_frames_of_matched_tracks():
     model = tiny_model()
     model.train()
     clip = make_clip(t=3, n=2, seed=3, absent={(0, 1), (1, 2)})
-    targets = model.prepare_targets([clip])
-    assert targets[0]["valid"].tolist() == [[True, False, True], [True, True, False]]
     images = model._images(clip["image"])
+    targets = model.prepare_targets([clip], images.tensor.shape[-2:])
+    assert targets[0]["valid"].tolist() == [[True, False, True], [True, True, False]]
     feats = model._features(images, 3)
     whwh = model._whwh(images)
     boxes, queries = model.rpn_head(whwh)

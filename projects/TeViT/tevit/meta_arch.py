@@ -242,12 +242,16 @@ class TeViT(nn.Module):
         features = self._features(images, T)
         whwh = self._whwh(images)
         boxes, queries = self.rpn_head(whwh)
-        targets = self.prepare_targets(batched_inputs)
+        targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
         return self.roi_head.forward_train(features, boxes, queries, whwh, T, targets)
 
-    def prepare_targets(self, batched_inputs) -> List[Dict[str, Tensor]]:
+    def prepare_targets(
+        self, batched_inputs, padded_size: Tuple[int, int]
+    ) -> List[Dict[str, Tensor]]:
         """Per clip: ``labels`` (M,), ``boxes`` (M, T, 4) absolute xyxy, ``valid`` (M, T) bool and
-        ``masks`` (M, T, H, W) bool of the tracks present in at least one frame."""
+        ``masks`` (M, T, H_pad, W_pad) bool (zero in the padding) of the tracks present in at least
+        one frame."""
+        H, W = int(padded_size[0]), int(padded_size[1])
         targets = []
         for video in batched_inputs:
             frames = video.get("instances")
@@ -264,7 +268,10 @@ class TeViT(nn.Module):
                 )
             ids = torch.stack([f.gt_ids for f in frames], 1).to(self.device)  # (n, T)
             boxes = torch.stack([f.gt_boxes.tensor for f in frames], 1).to(self.device)
-            masks = torch.stack([f.gt_masks.tensor for f in frames], 1).to(self.device)
+            masks = torch.zeros((n, len(frames), H, W), dtype=torch.bool, device=self.device)
+            for t, f in enumerate(frames):
+                h, w = f.image_size
+                masks[:, t, :h, :w] = f.gt_masks.tensor.to(self.device)
             valid = ids != -1
             keep = valid.any(1)
             targets.append(

@@ -198,7 +198,8 @@ class TeViTRoIHead(nn.Module):
             image_whwh: (F, 4) each frame's (W, H, W, H).
             num_frames: T.
             targets: B dicts: "labels" (M,), "boxes" (M, T, 4) absolute (x1, y1, x2, y2), "valid"
-                (M, T) bool, "masks" (M, T, H, W) bool at the frames' input size (unpadded).
+                (M, T) bool, "masks" (M, T, H, W) bool at the padded input size (zeros in the
+                padding, as mmdet pads the masks with the images).
         Returns:
             ``stage{s}_loss_{cls,bbox,iou,mask}`` for every stage, weighted.
         """
@@ -307,13 +308,17 @@ class TeViTRoIHead(nn.Module):
 
     def _mask_targets(self, targets, clips: Tensor, tracks: Tensor, times: Tensor, rois: Tensor):
         """(P, 2S, 2S) float: each positive's ground-truth mask cropped to its box and resized
-        (RoIAlign, aligned, threshold 0.5: mmdet's ``mask_target`` = detectron2's
-        ``BitMasks.crop_and_resize``)."""
+        (RoIAlign, aligned, threshold 0.5: detectron2's ``BitMasks.crop_and_resize`` = mmdet's
+        ``mask_target``, which first clips the boxes to the (padded) mask, as here)."""
         S2 = self.mask_size
         out = rois.new_zeros((rois.shape[0], S2, S2))
         for c in clips.unique().tolist():
             sel = (clips == c).nonzero(as_tuple=True)[0]
             masks = targets[c]["masks"][tracks[sel], times[sel]]  # (p, H, W)
-            cropped = BitMasks(masks.to(rois.device)).crop_and_resize(rois[sel.to(rois.device)], S2)
+            H, W = masks.shape[-2:]
+            boxes = rois[sel.to(rois.device)].clone()
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, W)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, H)
+            cropped = BitMasks(masks.to(rois.device)).crop_and_resize(boxes, S2)
             out[sel.to(rois.device)] = cropped.to(out.dtype)
         return out
