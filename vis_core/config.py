@@ -3,7 +3,7 @@
 import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_vis_config", "get_num_classes", "register_num_classes_key"]
+__all__ = ["add_pvt_v2_config", "add_vis_config", "get_num_classes", "register_num_classes_key"]
 
 # META_ARCHITECTURE -> the config key of its class count, e.g. "VISOLO" -> "MODEL.VISOLO.NUM_CLASSES".
 _NUM_CLASSES_KEYS = {}
@@ -102,4 +102,41 @@ def add_vis_config(cfg):
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     # Stop training when a loss term becomes NaN or infinite.
     cfg.SOLVER.CHECK_FINITE_LOSSES = True
+    return cfg
+
+
+def add_pvt_v2_config(cfg):
+    """Add MODEL.PVT_V2.* (in place): the PVTv2 backbone of vis_core.modeling.backbone, defaults =
+    PVTv2-B1 without messenger tokens. Pick it with MODEL.BACKBONE.NAME "build_pvt_v2_backbone", or
+    "build_pvt_v2_fpn_backbone" with detectron2's MODEL.FPN.* (IN_FEATURES res2..res5)."""
+    cfg.MODEL.PVT_V2 = CN()
+    # Channels of each stage's tokens (C_s); the number of entries is the number of stages.
+    cfg.MODEL.PVT_V2.EMBED_DIMS = [64, 128, 320, 512]
+    # Attention heads per stage.
+    cfg.MODEL.PVT_V2.NUM_HEADS = [1, 2, 5, 8]
+    # Encoder layers per stage.
+    cfg.MODEL.PVT_V2.DEPTHS = [2, 2, 2, 2]
+    # Spatial-reduction ratio of the attention's keys and values per stage (R_s; 1 = none).
+    cfg.MODEL.PVT_V2.SR_RATIOS = [8, 4, 2, 1]
+    # FFN hidden channels / C_s per stage (E_s).
+    cfg.MODEL.PVT_V2.MLP_RATIOS = [8, 8, 4, 4]
+    # Kernel and stride of each stage's overlapping patch embedding (padding = kernel // 2).
+    cfg.MODEL.PVT_V2.PATCH_SIZES = [7, 3, 3, 3]
+    cfg.MODEL.PVT_V2.STRIDES = [4, 2, 2, 2]
+    # Bias of the attention's q/k/v and output projections.
+    cfg.MODEL.PVT_V2.QKV_BIAS = True
+    # Dropout after the attention and in the FFN; dropout of the attention weights.
+    cfg.MODEL.PVT_V2.DROP_RATE = 0.0
+    cfg.MODEL.PVT_V2.ATTN_DROP_RATE = 0.0
+    # Stochastic depth, rising linearly from 0 at the first layer to this at the last.
+    cfg.MODEL.PVT_V2.DROP_PATH_RATE = 0.1
+    # Epsilon of every LayerNorm.
+    cfg.MODEL.PVT_V2.NORM_EPS = 1e-6
+    # Messenger tokens per frame (TeViT's MsgShifT, M; 32 in the paper); 0 = plain PVTv2.
+    cfg.MODEL.PVT_V2.NUM_MESSENGER_TOKENS = 0
+    # Temporal roll (frames) of each group of messenger tokens (M / len groups of whole tokens) after
+    # even layers of a stage; odd layers roll by the negated strides.
+    cfg.MODEL.PVT_V2.SHIFT_STRIDES = [1, -1, 2, -2]
+    # Stage outputs, strides 4, 8, 16, 32.
+    cfg.MODEL.PVT_V2.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     return cfg

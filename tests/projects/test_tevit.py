@@ -291,7 +291,7 @@ def test_r50_model_names_and_shapes_are_the_official_ones_after_conversion():
         for k, v in model.state_dict().items()
         if not k.endswith("num_batches_tracked")
     }
-    assert ours == _official_names_as_ours(official_layout("tevit_r50"))
+    assert ours == _official_names_as_ours(official_layout("tevit", "tevit_r50"))
     # the head is the same as the MsgShifT model's (the main list)
     main = official_layout("tevit")
     head = {k: v for k, v in main.items() if k.startswith(("roi_head.", "rpn_head."))}
@@ -304,7 +304,7 @@ def test_r50_model_names_and_shapes_are_the_official_ones_after_conversion():
 def test_official_r50_checkpoint_loads_whole_through_model_weights(tmp_path):
     """The released tevit_r50.pth layout (mmcv: state dict under 'state_dict'): every official
     tensor reaches the model and every tensor of ours comes from the file."""
-    layout = official_layout("tevit_r50")
+    layout = official_layout("tevit", "tevit_r50")
     state = random_state_dict(layout, seed=3)
     path = write_checkpoint(state, str(tmp_path / "tevit_r50.pth"), "mmcv")
     model = build_model(_r50_cfg(path))
@@ -340,3 +340,29 @@ def test_resnet_converter_names_and_errors():
         rename_mmdet_resnet({"backbone.bottom_up.layers.0.0.norm.weight": 0})
     with pytest.raises(ValueError, match="FPN"):
         convert_mmdet_backbone_neck({"neck.lateral_convs.0.bn.weight": 0})
+
+
+@pytest.mark.skipif(not HAS_MSGSHIFT, reason="MsgShifT backbone not registered")
+def test_official_msgshift_checkpoint_loads_whole_through_model_weights(tmp_path):
+    """The released tevit_msgshift.pth layout (623 entries, mmcv format): names and shapes equal
+    ours key for key after the rename, every official tensor reaches the model and every tensor of
+    ours comes from the file."""
+    layout = official_layout("tevit")
+    state = random_state_dict(layout, seed=4)
+    path = write_checkpoint(state, str(tmp_path / "tevit_msgshift.pth"), "mmcv")
+    cfg = make_cfg("youtubevis_2019/TeViT_MsgShifT.yaml", ["MODEL.WEIGHTS", path])
+    model = build_model(cfg)
+    renamed = dict(layout)
+    convert_mmdet_backbone_neck(renamed, resnet=False)
+    ours = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    assert ours == {
+        k: tuple(v) for k, v in renamed.items() if not k.endswith("num_batches_tracked")
+    }
+    load_inference_weights(model, path)
+    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(layout) == 623
+    assert assert_loaded_whole(model, weights) > 600

@@ -16,8 +16,9 @@ from detectron2.checkpoint import DetectionCheckpointer
 __all__ = [
     "VideoCheckpointer",
     "convert_mmdet_backbone_neck",
-    "is_mmdet_state_dict",
+    "is_mmdet_detector_state_dict",
     "load_inference_weights",
+    "rename_mmdet_backbone_neck",
     "rename_mmdet_resnet",
 ]
 
@@ -29,8 +30,9 @@ class VideoCheckpointer(DetectionCheckpointer):
     or not a checkpoint at all) raise an error that names the file, instead of torch's or pickle's
     message about a zip archive or an unexpected end of data.
 
-    mmcv / mmdet checkpoints (weights under ``state_dict``, next to ``meta``) are read as if saved
-    by detectron2 (under ``model``); renaming their parameters is the model's business.
+    mmcv/mmdet checkpoints (the weights under ``state_dict``, next to ``meta``) are read as if
+    saved by detectron2 (under ``model``); renaming their parameters is the model's business
+    (e.g. :func:`rename_mmdet_backbone_neck` in its ``_load_from_state_dict``).
     """
 
     def _load_file(self, filename):
@@ -52,7 +54,7 @@ class VideoCheckpointer(DetectionCheckpointer):
                 "previous checkpoint."
             ) from error
         model = loaded.get("model")
-        if isinstance(model, dict) and "state_dict" in model and set(model) <= _MMCV_KEYS:
+        if isinstance(model, dict) and set(model) >= {"state_dict"} and set(model) <= _MMCV_KEYS:
             loaded = dict(loaded, model=model["state_dict"])  # detectron2 wrapped the mmcv dict
         return loaded
 
@@ -98,10 +100,69 @@ def load_inference_weights(model, path: str, save_dir: str = "", resume: bool = 
         )
 
 
+_MMDET_NECK = re.compile(r"neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.(weight|bias)$")
+
+
+def is_mmdet_detector_state_dict(state_dict, prefix: str = "") -> bool:
+    """Whether the keys under ``prefix`` are an mmdet detector's (``backbone.*`` and ``neck.*``,
+    as the official TeViT and QueryInst checkpoints) rather than ours (``backbone.bottom_up.*``)."""
+    neck, ours = prefix + "neck.", prefix + "backbone.bottom_up."
+    return any(k.startswith(neck) for k in state_dict) and not any(
+        k.startswith(ours) for k in state_dict
+    )
+
+
+def rename_mmdet_backbone_neck(
+    state_dict: MutableMapping,
+    prefix: str = "",
+    bottom_up: str = "backbone.bottom_up.",
+    fpn: str = "backbone.",
+    first_level: int = 2,
+) -> int:
+    """Rename an mmdet detector's backbone and FPN parameters to a detectron2 FPN backbone's, in
+    place; other keys (the heads) are left alone. Returns how many were renamed.
+
+    ``backbone.X`` -> ``{bottom_up}X`` (the backbone inside detectron2's ``FPN``, same module
+    names, e.g. vis_core's PVTv2); ``neck.lateral_convs.{i}.conv.*`` -> ``{fpn}fpn_lateral{i +
+    first_level}.*`` and ``neck.fpn_convs.{i}.conv.*`` -> ``{fpn}fpn_output{i + first_level}.*``
+    (mmdet counts FPN inputs from 0, detectron2 names them by log2 of their stride: 2 for stride 4).
+    All names are taken under ``prefix``.
+
+    Raises:
+        ValueError: the keys are already ours (``{bottom_up}``), or a neck key that detectron2's
+            FPN has no place for (normalised convs, extra levels beyond the inputs are not ours).
+    """
+    if any(k.startswith(prefix + bottom_up) for k in state_dict):
+        raise ValueError(
+            f"rename_mmdet_backbone_neck: the weights already have {prefix + bottom_up!r} keys; "
+            "they are not an mmdet checkpoint"
+        )
+    renamed = {}
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix) :]
+        if name.startswith("backbone."):
+            renamed[prefix + bottom_up + name[len("backbone.") :]] = state_dict.pop(key)
+        elif name.startswith("neck."):
+            match = _MMDET_NECK.match(name)
+            if match is None:
+                raise ValueError(
+                    f"mmdet weights: no counterpart for {name!r} in detectron2's FPN (only "
+                    "neck.lateral_convs.i.conv.* and neck.fpn_convs.i.conv.* without norm)"
+                )
+            kind, index, param = match.groups()
+            module = "fpn_lateral" if kind == "lateral_convs" else "fpn_output"
+            renamed[f"{prefix}{fpn}{module}{int(index) + first_level}.{param}"] = state_dict.pop(
+                key
+            )
+    state_dict.update(renamed)
+    return len(renamed)
+
+
 # mmdet/torchvision ResNet module names -> detectron2's (inside the ResNet).
 _RESNET_STEM = {"conv1": "stem.conv1", "bn1": "stem.conv1.norm"}
 _RESNET_BLOCK = re.compile(r"layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
-_MMDET_NECK = re.compile(r"neck\.(lateral_convs|fpn_convs)\.(\d+)\.conv\.(weight|bias)$")
 
 
 def rename_mmdet_resnet(state_dict: MutableMapping, prefix: str = "backbone.bottom_up.") -> int:
@@ -139,44 +200,15 @@ def rename_mmdet_resnet(state_dict: MutableMapping, prefix: str = "backbone.bott
     return renamed
 
 
-def is_mmdet_state_dict(state_dict, prefix: str = "") -> bool:
-    """Whether the keys under ``prefix`` are an mmdet detector's (``neck.*`` next to
-    ``backbone.*``, e.g. the official TeViT checkpoints) rather than ours."""
-    return any(k.startswith(prefix + "neck.") for k in state_dict) and not any(
-        k.startswith(prefix + "backbone.bottom_up.") for k in state_dict
-    )
-
-
 def convert_mmdet_backbone_neck(
     state_dict: MutableMapping, prefix: str = "", resnet: bool = True
 ) -> int:
     """An mmdet detector's backbone and FPN neck under detectron2's FPN names, in place (heads
-    untouched); returns how many keys were renamed.
-
-    ``backbone.*`` -> ``backbone.bottom_up.*`` (then, with ``resnet``, :func:`rename_mmdet_resnet`;
-    backbones that keep mmdet's module names, such as vis_core's PVTv2, need no more);
-    ``neck.lateral_convs.{i}.conv.*`` / ``neck.fpn_convs.{i}.conv.*`` -> ``backbone.fpn_lateral{i+2}.*``
-    / ``backbone.fpn_output{i+2}.*`` (detectron2 names FPN levels by log2 of the stride).
-
-    Raises:
-        ValueError: a neck key detectron2's FPN has no place for, or a non-ResNet backbone key.
+    untouched): :func:`rename_mmdet_backbone_neck`, then, with ``resnet``,
+    :func:`rename_mmdet_resnet` on ``backbone.bottom_up.`` (backbones that keep mmdet's module
+    names, such as vis_core's PVTv2, need no more). Returns how many keys were renamed.
     """
-    renamed = 0
-    for key in [k for k in state_dict if k.startswith(prefix + "backbone.")]:
-        rest = key[len(prefix + "backbone.") :]
-        state_dict[prefix + "backbone.bottom_up." + rest] = state_dict.pop(key)
-        renamed += 1
+    renamed = rename_mmdet_backbone_neck(state_dict, prefix)
     if resnet:
         rename_mmdet_resnet(state_dict, prefix + "backbone.bottom_up.")
-    for key in [k for k in state_dict if k.startswith(prefix + "neck.")]:
-        match = _MMDET_NECK.match(key[len(prefix) :])
-        if match is None:
-            raise ValueError(
-                f"mmdet weights: no counterpart for {key!r} in detectron2's FPN (only "
-                "neck.lateral_convs.i.conv.* and neck.fpn_convs.i.conv.* without norm)"
-            )
-        kind, level, param = match.groups()
-        kind = "fpn_lateral" if kind == "lateral_convs" else "fpn_output"
-        state_dict[f"{prefix}backbone.{kind}{int(level) + 2}.{param}"] = state_dict.pop(key)
-        renamed += 1
     return renamed

@@ -8,9 +8,9 @@ Importing the package registers the meta-architecture ``TeViT`` in detectron2's
 from vis_core.config import register_num_classes_key
 
 from .config import add_tevit_config
-from .meta_arch import TeViT, clip_length
+from .meta_arch import TeViT
 from .roi_head import TeViTRoIHead
 
-__all__ = ["TeViT", "TeViTRoIHead", "add_tevit_config", "clip_length"]
+__all__ = ["TeViT", "TeViTRoIHead", "add_tevit_config"]
 
 register_num_classes_key("TeViT", "MODEL.TEVIT.NUM_CLASSES")

@@ -2,6 +2,8 @@
 
 from detectron2.config import CfgNode as CN
 
+from vis_core.config import add_pvt_v2_config
+
 __all__ = ["add_tevit_config"]
 
 
@@ -12,8 +14,11 @@ def add_tevit_config(cfg):
     Call after ``vis_core.config.add_vis_config(cfg)``: clip sampling (SAMPLING_FRAME_NUM 5,
     SAMPLING_FRAME_MODE "key_random"), the optimiser extras and ``TEST.VIS`` (WINDOW_SIZE,
     MAX_TRACKS = the top-k (query, class) pairs kept, MASK_THRESHOLD) live there. The backbone is
-    ``MODEL.BACKBONE.NAME`` (detectron2's ResNet + FPN, or vis_core's MsgShifT + FPN).
+    ``MODEL.BACKBONE.NAME`` (detectron2's ResNet + FPN, or vis_core's MsgShifT + FPN, whose
+    ``MODEL.PVT_V2`` keys this adds too).
     """
+    if "PVT_V2" not in cfg.MODEL:
+        add_pvt_v2_config(cfg)
     cfg.MODEL.TEVIT = CN()
     t = cfg.MODEL.TEVIT
     # ---- Architecture ----

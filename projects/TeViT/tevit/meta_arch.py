@@ -13,8 +13,7 @@ an mmdet checkpoint's ``backbone.*`` / ``neck.*`` are renamed at load
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -24,9 +23,14 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.structures import Boxes, ImageList
 from torch import Tensor, nn
 
-from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_state_dict
+from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
 from vis_core.inference.postprocess import encode_rle, link_queries, select_top_pairs
 from vis_core.matching import VideoHungarianMatcher
+from vis_core.modeling.backbone import (  # importing it registers the MsgShifT backbone
+    frames_per_clip,
+    is_pvt_v2_imagenet_state_dict,
+    rename_pvt_v2_imagenet,
+)
 from vis_core.modeling.query_inst import EmbeddingRPNHead
 
 from .roi_head import TeViTRoIHead
@@ -34,22 +38,6 @@ from .roi_head import TeViTRoIHead
 __all__ = ["TeViT"]
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def clip_length(backbone: nn.Module, num_frames: int) -> Iterator[None]:
-    """Within the block, every sub-module of ``backbone`` with a ``num_frames`` attribute (the
-    MsgShifT backbone, whose messenger tokens move along time) reads its (B*T, 3, H, W) batch as
-    clips of ``num_frames`` frames; a per-frame backbone (ResNet) is untouched."""
-    modules = [m for m in backbone.modules() if hasattr(m, "num_frames")]
-    previous = [m.num_frames for m in modules]
-    for m in modules:
-        m.num_frames = int(num_frames)
-    try:
-        yield
-    finally:
-        for m, value in zip(modules, previous):
-            m.num_frames = value
 
 
 @META_ARCH_REGISTRY.register()
@@ -204,11 +192,15 @@ class TeViT(nn.Module):
 
     # -------------------------------------------------------------- checkpoints
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        """Official (mmdet) weights: ``backbone.*`` / ``neck.*`` renamed to detectron2's FPN."""
-        if is_mmdet_state_dict(state_dict, prefix):
+        """Official (mmdet) weights: ``backbone.*`` / ``neck.*`` renamed to detectron2's FPN; the
+        original PVTv2 ImageNet release renamed to the MsgShifT backbone's names."""
+        if is_mmdet_detector_state_dict(state_dict, prefix):
             resnet = isinstance(getattr(self.backbone, "bottom_up", None), ResNet)
             n = convert_mmdet_backbone_neck(state_dict, prefix, resnet=resnet)
             logger.info("Loaded mmdet (official TeViT) weights: %d backbone/neck keys renamed.", n)
+        elif is_pvt_v2_imagenet_state_dict({k[len(prefix) :]: v for k, v in state_dict.items()}):
+            n = rename_pvt_v2_imagenet(state_dict, prefix)
+            logger.info("Loaded the original PVTv2 ImageNet weights: %d tensors renamed.", n)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     # ------------------------------------------------------------------ common
@@ -218,7 +210,7 @@ class TeViT(nn.Module):
         return ImageList.from_tensors(frames, self.size_divisibility)
 
     def _features(self, images: ImageList, num_frames: int) -> List[Tensor]:
-        with clip_length(self.backbone, num_frames):
+        with frames_per_clip(self.backbone, num_frames):
             features = self.backbone(images.tensor)
         return [features[f] for f in self.in_features]
 
