@@ -47,6 +47,11 @@ def add_vis_config(cfg):
     cfg.INPUT.SAMPLING_FRAME_RANGE = 20
     # Shuffle the order of the sampled frames (otherwise kept in temporal order).
     cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False
+    # How a clip is drawn: "range" (a reference frame and others within SAMPLING_FRAME_RANGE, sorted
+    # unless SAMPLING_FRAME_SHUFFLE) or "key_random" (TeViT's official sampler: a key frame with
+    # objects first, then SAMPLING_FRAME_NUM - 1 other frames with objects from anywhere in the
+    # video, in random order; a video with too few such frames is skipped for another one).
+    cfg.INPUT.SAMPLING_FRAME_MODE = "range"
     # A clip in which no object is visible: 0 = train on it as drawn (every query / cell towards "no
     # object", as the official Mask2Former-VIS and VISOLO code); N > 0 = draw it anew up to N times,
     # then skip the video.
@@ -89,6 +94,10 @@ def add_vis_config(cfg):
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     # Learning-rate multiplier of the backbone's parameters.
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # The module (path in the model) whose parameters get BACKBONE_MULTIPLIER: "backbone" (with
+    # detectron2's FPN inside it), or "backbone.bottom_up" to leave the FPN at the base rate, as
+    # mmdet's ``custom_keys={'backbone': ...}`` does (TeViT: the FPN is mmdet's neck).
+    cfg.SOLVER.BACKBONE_MULTIPLIER_MODULE = "backbone"
     # Weight decay of embedding parameters (query embeddings, level embeddings).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     # Stop training when a loss term becomes NaN or infinite.

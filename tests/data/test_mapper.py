@@ -290,3 +290,46 @@ def test_json_size_wrong_for_the_video_vs_sizes_varying_within_it(tiny_ytvis):
         list(mapper(d)["image"])
     assert "48x64: 5 frames (first 0), 50x70: 1 frames (first 3)" in str(info.value)
     assert json_path in str(info.value)
+
+
+def test_key_random_sampling_as_tevit_draws_clips():
+    """TeViT's sampler: key frame (with objects) first, the others with objects from anywhere in
+    the video, distinct, in the random order drawn (not sorted); too few such frames -> None."""
+    mapper = YTVISDatasetMapper(
+        is_train=True,
+        augmentations=[],
+        image_format="BGR",
+        sampling_frame_num=5,
+        sampling_frame_mode="key_random",
+    )
+    annotations = [[{"id": 1}] if t % 3 else [] for t in range(40)]  # frames 0, 3, 6, ... empty
+    rng = np.random.RandomState(0)
+    clips = [mapper.sample_key_random(annotations, rng) for _ in range(300)]
+    for clip in clips:
+        assert len(clip) == 5 and len(set(clip)) == 5
+        assert all(t % 3 for t in clip)
+    assert any(clip[1:] != sorted(clip[1:]) for clip in clips)  # not sorted
+    assert max(max(abs(a - b) for a in c for b in c) for c in clips) > 30  # from anywhere
+    keys = {c[0] for c in clips}
+    assert len(keys) > 20  # every annotated frame can be the key
+    assert mapper.sample_key_random([[{"id": 1}]] * 4 + [[]] * 10, rng) is None
+    with pytest.raises(ValueError, match="SAMPLING_FRAME_MODE"):
+        YTVISDatasetMapper(
+            is_train=True, augmentations=[], image_format="BGR", sampling_frame_mode="sorted"
+        )
+
+
+def test_key_random_mapper_skips_videos_with_too_few_annotated_frames(tiny_ytvis):
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]
+    mapper = YTVISDatasetMapper(
+        is_train=True,
+        augmentations=[],
+        image_format="BGR",
+        sampling_frame_num=2,
+        sampling_frame_mode="key_random",
+    )
+    out = mapper(d)
+    assert len(out["image"]) == 2 and all(d["annotations"][t] for t in out["frame_idx"])
+    d["annotations"] = [a if t == 1 else [] for t, a in enumerate(d["annotations"])]
+    assert mapper(d) is None

@@ -10,6 +10,7 @@ from detectron2.config import CfgNode as CN
 from torchvision.ops import box_convert, generalized_box_iou
 
 from vis_core.matching import VideoHungarianMatcher
+from vis_core.matching.hungarian import video_box_costs
 
 
 def random_clip(Q, M, T, K, H=8, W=10, seed=0, boxes=True):
@@ -252,3 +253,78 @@ def test_mask_costs_use_the_same_points_in_every_frame():
         torch.zeros(2, 2), pred, {"labels": torch.tensor([0]), "masks": masks}
     )
     assert float(cost[0, 0]) < float(cost[1, 0])
+
+
+def _focal_cost(logits, labels, alpha=0.25, gamma=2.0, eps=1e-12):
+    """mmdet's FocalLossCost, written out."""
+    p = logits.sigmoid()
+    neg = -(1 - p + eps).log() * (1 - alpha) * p.pow(gamma)
+    pos = -(p + eps).log() * alpha * (1 - p).pow(gamma)
+    return pos[:, labels] - neg[:, labels]
+
+
+def test_tevit_assigner_costs_per_frame_averaged_over_present_frames():
+    """TeViT's assigner: per frame FocalLossCost x2 + BBoxL1Cost x5 (normalised xyxy) + GIoU x2,
+    each track's cost averaged over the frames where it is present."""
+    Q, M, T, K = 6, 3, 4, 5
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(Q, T, K, generator=g)
+    pred = torch.rand(Q, T, 4, generator=g) * 0.4 + 0.2  # normalised cxcywh
+    tgt = torch.rand(M, T, 4, generator=g) * 0.4 + 0.2
+    valid = torch.tensor([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    labels = torch.tensor([0, 3, 3])
+    whwh = torch.tensor([640.0, 360.0, 640.0, 360.0])
+    matcher = VideoHungarianMatcher(
+        cost_class=2.0,
+        cost_mask=0.0,
+        cost_dice=0.0,
+        cost_box_l1=5.0,
+        cost_giou=2.0,
+        class_cost_type="focal",
+        box_l1_format="xyxy",
+    )
+    target = {"labels": labels, "boxes": tgt, "valid": valid}
+    cost = matcher.cost_matrix(logits, None, target, pred)
+    expected = torch.zeros(Q, M)
+    for m in range(M):
+        frames = [t for t in range(T) if valid[m, t]]
+        for t in frames:
+            p_xyxy = box_convert(pred[:, t], "cxcywh", "xyxy")
+            g_xyxy = box_convert(tgt[m : m + 1, t], "cxcywh", "xyxy")
+            c = 2.0 * _focal_cost(logits[:, t], labels[m : m + 1])[:, 0]
+            c = c + 5.0 * torch.cdist(p_xyxy, g_xyxy, p=1)[:, 0]
+            c = c - 2.0 * generalized_box_iou(p_xyxy * whwh, g_xyxy * whwh)[:, 0]
+            expected[:, m] += c / len(frames)
+    torch.testing.assert_close(cost, expected, rtol=1e-5, atol=1e-5)
+    # a per-track (Q, K) logit is the per-frame case with equal frames
+    same = matcher.cost_matrix(logits[:, 0], None, target, pred)
+    rep = matcher.cost_matrix(logits[:, :1].expand(Q, T, K), None, target, pred)
+    torch.testing.assert_close(same, rep, rtol=1e-5, atol=1e-5)
+    # and the full forward: one assignment per clip over (B, Q, T, K) logits
+    ((rows, cols),) = matcher({"pred_logits": logits[None], "pred_boxes": pred[None]}, [target])
+    assert len(rows) == M and float(cost[rows, cols].sum()) == pytest.approx(brute_force_min(cost))
+
+
+def test_l1_format_xyxy_differs_from_cxcywh_and_is_validated():
+    pred = torch.tensor([[[0.5, 0.5, 0.2, 0.4]]])
+    tgt = torch.tensor([[[0.6, 0.5, 0.4, 0.2]]])
+    valid = torch.ones(1, 1, dtype=torch.bool)
+    l1_c, giou_c = video_box_costs(pred, tgt, valid)
+    l1_x, giou_x = video_box_costs(pred, tgt, valid, l1_format="xyxy")
+    assert float(l1_c) == pytest.approx(0.1 + 0.2 + 0.2)
+    # xyxy: pred (0.4, 0.3, 0.6, 0.7), target (0.4, 0.4, 0.8, 0.6)
+    assert float(l1_x) == pytest.approx(0.0 + 0.1 + 0.2 + 0.1)
+    assert torch.equal(giou_c, giou_x)
+    with pytest.raises(ValueError, match="l1_format"):
+        video_box_costs(pred, tgt, valid, l1_format="xywh")
+    with pytest.raises(ValueError, match="box_l1_format"):
+        VideoHungarianMatcher(cost_box_l1=1.0, box_l1_format="xywh")
+    matcher = VideoHungarianMatcher(
+        cost_class=1.0, cost_mask=0, cost_dice=0, class_cost_type="focal"
+    )
+    with pytest.raises(ValueError, match=r"\(Q, T, K\)"):
+        matcher.cost_matrix(torch.zeros(2, 1, 1, 3), None, {"labels": torch.tensor([0])})
+    with pytest.raises(ValueError, match="'valid'"):
+        matcher.cost_matrix(
+            torch.zeros(2, 3, 3), None, {"labels": torch.tensor([0]), "valid": torch.ones(1, 2)}
+        )

@@ -18,10 +18,17 @@ import torch
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def official_layout(name: str) -> Dict[str, tuple]:
-    """{parameter name: shape} of the official checkpoint ``name`` (e.g. "visolo")."""
+def official_layout(name: str, variant: Optional[str] = None) -> Dict[str, tuple]:
+    """{parameter name: shape} of the official checkpoint ``name`` (e.g. "visolo"). Files in the
+    shared reference format (``params`` next to ``source``, ``variants``) give ``params``, or those
+    of ``variant`` (e.g. ``tevit`` variant ``tevit_r50``)."""
     with open(os.path.join(DATA, f"{name}_official_state_dict.json")) as f:
-        return {k: tuple(v) for k, v in json.load(f).items()}
+        data = json.load(f)
+    if "params" in data:
+        data = data["variants"][variant]["params"] if variant else data["params"]
+    elif variant:
+        raise KeyError(f"official_layout: {name} has no variants (asked for {variant!r})")
+    return {k: tuple(v) for k, v in data.items()}
 
 
 def random_state_dict(

@@ -25,6 +25,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_SAMPLING_MODES = ("range", "key_random")
+
+
 def build_video_augmentation(cfg, is_train):
     """The augmentations of a clip; each is sampled once per clip and applied to all its frames.
 
@@ -220,6 +223,7 @@ class YTVISDatasetMapper:
         sampling_frame_shuffle: bool = False,
         max_tries: int = 0,
         frame_augmentations: list = (),
+        sampling_frame_mode: str = "range",
     ):
         if sampling_frame_num < 1:
             raise ValueError(f"sampling_frame_num must be >= 1, got {sampling_frame_num}")
@@ -232,6 +236,12 @@ class YTVISDatasetMapper:
         self.sampling_frame_num = sampling_frame_num
         self.sampling_frame_range = sampling_frame_range
         self.sampling_frame_shuffle = sampling_frame_shuffle
+        if sampling_frame_mode not in _SAMPLING_MODES:
+            raise ValueError(
+                f"INPUT.SAMPLING_FRAME_MODE must be one of {_SAMPLING_MODES}, got "
+                f"{sampling_frame_mode!r}"
+            )
+        self.sampling_frame_mode = sampling_frame_mode
         self.max_tries = max_tries
         logger.info(
             "[YTVISDatasetMapper] %s; augmentations: %s; per frame: %s",
@@ -251,6 +261,7 @@ class YTVISDatasetMapper:
             "sampling_frame_shuffle": cfg.INPUT.SAMPLING_FRAME_SHUFFLE,
             "max_tries": cfg.INPUT.SAMPLING_MAX_TRIES,
             "frame_augmentations": build_frame_augmentation(cfg, is_train),
+            "sampling_frame_mode": cfg.INPUT.get("SAMPLING_FRAME_MODE", "range"),
         }
 
     def sample_frames(self, length, rng=np.random):
@@ -272,6 +283,23 @@ class YTVISDatasetMapper:
             rng.shuffle(idx)
         return idx
 
+    def sample_key_random(self, annotations, rng=np.random):
+        """TeViT's clip: a key frame with objects first, then ``sampling_frame_num - 1`` other frames
+        with objects from anywhere in the video, in the random order drawn (not sorted).
+
+        Args:
+            annotations: the video's per-frame annotation lists.
+        Returns:
+            frame indices, or None where fewer than ``sampling_frame_num`` frames have objects.
+        """
+        annotated = [t for t, annos in enumerate(annotations) if annos]
+        if len(annotated) < self.sampling_frame_num:
+            return None
+        key = int(annotated[rng.randint(len(annotated))])
+        others = [t for t in annotated if t != key]
+        picked = rng.choice(len(others), self.sampling_frame_num - 1, replace=False)
+        return [key] + [int(others[i]) for i in picked]
+
     def __call__(self, dataset_dict):
         d = copy.copy(dataset_dict)  # the frames and annotations are read, never modified
         length = d["length"]
@@ -290,7 +318,17 @@ class YTVISDatasetMapper:
             raise ValueError(
                 f"video {d['video_id']}: training needs annotations, the data set has none"
             )
-        frame_idx = self.sample_frames(length)
+        if self.sampling_frame_mode == "key_random":
+            frame_idx = self.sample_key_random(d["annotations"])
+            if frame_idx is None:
+                logger.debug(
+                    "video %s: fewer than %d frames with objects; skipped (key_random sampling)",
+                    d["video_id"],
+                    self.sampling_frame_num,
+                )
+                return None  # detectron2's MapDataset draws another video
+        else:
+            frame_idx = self.sample_frames(length)
         redraws = 0
         while self.max_tries and not any(d["annotations"][t] for t in frame_idx):
             if redraws == self.max_tries:

@@ -15,9 +15,11 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 __all__ = [
     "VideoCheckpointer",
+    "convert_mmdet_backbone_neck",
     "is_mmdet_detector_state_dict",
     "load_inference_weights",
     "rename_mmdet_backbone_neck",
+    "rename_mmdet_resnet",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,3 +158,57 @@ def rename_mmdet_backbone_neck(
             )
     state_dict.update(renamed)
     return len(renamed)
+
+
+# mmdet/torchvision ResNet module names -> detectron2's (inside the ResNet).
+_RESNET_STEM = {"conv1": "stem.conv1", "bn1": "stem.conv1.norm"}
+_RESNET_BLOCK = re.compile(r"layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.0|downsample\.1)\.(.+)$")
+
+
+def rename_mmdet_resnet(state_dict: MutableMapping, prefix: str = "backbone.bottom_up.") -> int:
+    """Rename mmdet (torchvision-style) ResNet parameters under ``prefix`` to detectron2's ResNet
+    names, in place; returns how many were renamed.
+
+    ``conv1`` / ``bn1`` -> ``stem.conv1`` / ``stem.conv1.norm``; ``layer{N}.{M}.conv{K}`` ->
+    ``res{N+1}.{M}.conv{K}``, ``bn{K}`` -> ``conv{K}.norm``, ``downsample.0`` / ``downsample.1`` ->
+    ``shortcut`` / ``shortcut.norm``. The layouts agree with ``MODEL.RESNETS.STRIDE_IN_1X1 False``
+    (mmdet ``style='pytorch'``), RGB input and mmdet's mean/std.
+
+    Raises:
+        ValueError: a key under ``prefix`` that is no ResNet parameter.
+    """
+    renamed = 0
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix) :]
+        module, _, rest = name.partition(".")
+        if module in _RESNET_STEM:
+            new = f"{_RESNET_STEM[module]}.{rest}"
+        else:
+            match = _RESNET_BLOCK.match(name)
+            if match is None:
+                raise ValueError(
+                    f"mmdet ResNet weights: no counterpart for {key!r} in detectron2's ResNet"
+                )
+            stage, block, part, rest = match.groups()
+            if part.startswith("bn"):
+                part = f"conv{part[2:]}.norm"
+            elif part.startswith("downsample"):
+                part = "shortcut" if part.endswith("0") else "shortcut.norm"
+            new = f"res{int(stage) + 1}.{block}.{part}.{rest}"
+        state_dict[prefix + new] = state_dict.pop(key)
+        renamed += 1
+    return renamed
+
+
+def convert_mmdet_backbone_neck(
+    state_dict: MutableMapping, prefix: str = "", resnet: bool = True
+) -> int:
+    """An mmdet detector's backbone and FPN neck under detectron2's FPN names, in place (heads
+    untouched): :func:`rename_mmdet_backbone_neck`, then, with ``resnet``,
+    :func:`rename_mmdet_resnet` on ``backbone.bottom_up.`` (backbones that keep mmdet's module
+    names, such as vis_core's PVTv2, need no more). Returns how many keys were renamed.
+    """
+    renamed = rename_mmdet_backbone_neck(state_dict, prefix)
+    if resnet:
+        rename_mmdet_resnet(state_dict, prefix + "backbone.bottom_up.")
+    return renamed

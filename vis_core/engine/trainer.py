@@ -36,10 +36,12 @@ _EMBED_NAMES = ("relative_position_bias_table", "absolute_pos_embed")
 
 
 def video_param_groups(cfg, model):
-    """Parameter groups: learning rate x ``SOLVER.BACKBONE_MULTIPLIER`` under ``backbone.``; weight decay
+    """Parameter groups: learning rate x ``SOLVER.BACKBONE_MULTIPLIER`` under
+    ``SOLVER.BACKBONE_MULTIPLIER_MODULE`` (default ``backbone``); weight decay
     ``WEIGHT_DECAY_NORM`` for norm layers, ``WEIGHT_DECAY_EMBED`` for embeddings (nn.Embedding such as
     query and level embeddings, position tables), ``WEIGHT_DECAY_BIAS`` for biases, else ``WEIGHT_DECAY``.
     """
+    scope = cfg.SOLVER.get("BACKBONE_MULTIPLIER_MODULE", "backbone")
     groups, seen = [], set()
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -55,7 +57,7 @@ def video_param_groups(cfg, model):
             else:
                 decay = cfg.SOLVER.WEIGHT_DECAY
             lr = cfg.SOLVER.BASE_LR
-            if module_name == "backbone" or module_name.startswith("backbone."):
+            if module_name == scope or module_name.startswith(scope + "."):
                 lr *= cfg.SOLVER.BACKBONE_MULTIPLIER
             groups.append({"params": [param], "lr": lr, "weight_decay": decay})
     return reduce_param_groups(groups)

@@ -6,5 +6,12 @@ from .deform_attn import (
     ms_deform_attn,
     ms_deform_attn_pytorch,
 )
+from .roi_extractor import MultiLevelRoIAlign
 
-__all__ = ["MSDeformAttn", "is_compiled_op_available", "ms_deform_attn", "ms_deform_attn_pytorch"]
+__all__ = [
+    "MSDeformAttn",
+    "MultiLevelRoIAlign",
+    "is_compiled_op_available",
+    "ms_deform_attn",
+    "ms_deform_attn_pytorch",
+]

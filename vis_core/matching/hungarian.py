@@ -8,7 +8,10 @@ The cost of assigning prediction q to target m is
     + cost_box_l1 * C_l1 + cost_giou * C_giou,
 where the mask costs compare the two (T, H, W) mask stacks at P random points shared by all frames
 (Mask2Former-VIS) and the box costs are per-frame L1 / -GIoU averaged over the frames in which the
-target is present (clip-level query methods such as EfficientVIS).
+target is present (clip-level query methods such as EfficientVIS). L1 compares normalised
+(cx, cy, w, h) or, as mmdet's ``BBoxL1Cost`` (TeViT), normalised (x1, y1, x2, y2). Class logits
+come per track (Q, K) or per frame (Q, T, K); per-frame class costs are averaged over the frames
+where the target is present, as TeViT's assigner averages each frame's whole cost.
 """
 
 from __future__ import annotations
@@ -37,32 +40,47 @@ __all__ = ["VideoHungarianMatcher", "video_box_costs"]
 _CLASS_COST_TYPES = ("softmax", "focal")
 
 
-def video_box_costs(pred_boxes: Tensor, tgt_boxes: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor]:
+_L1_FORMATS = ("cxcywh", "xyxy")
+
+
+def _frame_average(cost: Tensor, valid: Tensor) -> Tensor:
+    """(Q, M, T) per-frame costs -> (Q, M), averaged over the frames where the target is present."""
+    weights = valid.float()  # (M, T)
+    return (cost * weights[None]).sum(-1) / weights.sum(1).clamp_min(1.0)[None]
+
+
+def video_box_costs(
+    pred_boxes: Tensor, tgt_boxes: Tensor, valid: Tensor, l1_format: str = "cxcywh"
+) -> Tuple[Tensor, Tensor]:
     """Per-frame L1 and -GIoU box costs, averaged over the frames where each target is present.
 
     Args:
         pred_boxes: (Q, T, 4) normalised (cx, cy, w, h).
         tgt_boxes: (M, T, 4) normalised (cx, cy, w, h); values in absent frames are ignored.
         valid: (M, T) bool, True where the target is present.
+        l1_format: the coordinates L1 compares, "cxcywh" or "xyxy" (mmdet ``BBoxL1Cost``).
     Returns:
         l1 (Q, M) and giou (Q, M) costs (giou cost = -GIoU). A target present in no frame costs 0.
     """
+    if l1_format not in _L1_FORMATS:
+        raise ValueError(
+            f"video_box_costs: l1_format must be one of {_L1_FORMATS}, got {l1_format!r}"
+        )
     Q, T, _ = pred_boxes.shape
     M = tgt_boxes.shape[0]
     pred_boxes = pred_boxes.float()
     tgt_boxes = tgt_boxes.float()
-    weights = valid.float()  # (M, T)
-    num_valid = weights.sum(1).clamp_min(1.0)  # (M,)
-    l1 = (pred_boxes[:, None] - tgt_boxes[None]).abs().sum(-1)  # (Q, M, T)
     pred_xyxy = box_convert(pred_boxes.transpose(0, 1), "cxcywh", "xyxy")  # (T, Q, 4)
     tgt_xyxy = box_convert(tgt_boxes.transpose(0, 1), "cxcywh", "xyxy")  # (T, M, 4)
+    if l1_format == "cxcywh":
+        l1 = (pred_boxes[:, None] - tgt_boxes[None]).abs().sum(-1)  # (Q, M, T)
+    else:
+        l1 = (pred_xyxy.transpose(0, 1)[:, None] - tgt_xyxy.transpose(0, 1)[None]).abs().sum(-1)
     # absent frames may hold degenerate boxes; give them a valid unit box so GIoU stays finite
     unit = tgt_xyxy.new_tensor([0.0, 0.0, 1.0, 1.0])
     tgt_xyxy = torch.where(valid.t()[..., None], tgt_xyxy, unit)
     giou = torch.stack([generalized_box_iou(pred_xyxy[t], tgt_xyxy[t]) for t in range(T)], -1)
-    cost_l1 = (l1 * weights[None]).sum(-1) / num_valid[None]  # (Q, M)
-    cost_giou = -(giou.reshape(Q, M, T) * weights[None]).sum(-1) / num_valid[None]  # (Q, M)
-    return cost_l1, cost_giou
+    return _frame_average(l1, valid), -_frame_average(giou.reshape(Q, M, T), valid)
 
 
 class VideoHungarianMatcher(nn.Module):
@@ -85,6 +103,7 @@ class VideoHungarianMatcher(nn.Module):
         class_cost_type: str = "softmax",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        box_l1_format: str = "cxcywh",
     ):
         """
         Args:
@@ -98,6 +117,8 @@ class VideoHungarianMatcher(nn.Module):
             class_cost_type: "softmax" (-p(class), logits carry a trailing no-object class) or
                 "focal" (sigmoid focal cost as Deformable DETR, logits have K columns).
             focal_alpha, focal_gamma: focal cost parameters.
+            box_l1_format: "cxcywh" (DETR) or "xyxy" (mmdet's ``BBoxL1Cost``, TeViT), both
+                normalised by the image size.
         """
         super().__init__()
         if class_cost_type not in _CLASS_COST_TYPES:
@@ -114,6 +135,11 @@ class VideoHungarianMatcher(nn.Module):
         )
         if any(w < 0 for w in weights.values()) or all(w == 0 for w in weights.values()):
             raise ValueError(f"VideoHungarianMatcher: weights must be >= 0, not all 0: {weights}")
+        if box_l1_format not in _L1_FORMATS:
+            raise ValueError(
+                f"VideoHungarianMatcher: box_l1_format must be one of {_L1_FORMATS}, "
+                f"got {box_l1_format!r}"
+            )
         if num_points < 0:
             raise ValueError(f"VideoHungarianMatcher: num_points must be >= 0, got {num_points}")
         self.cost_class = cost_class
@@ -125,12 +151,13 @@ class VideoHungarianMatcher(nn.Module):
         self.class_cost_type = class_cost_type
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.box_l1_format = box_l1_format
 
     @classmethod
     def from_config(cls, cfg, node: str = "MODEL.MASK_FORMER"):
         """Reads Mask2Former's key names under ``node``: CLASS_WEIGHT, MASK_WEIGHT, DICE_WEIGHT,
         TRAIN_NUM_POINTS, and where present BOX_L1_WEIGHT, GIOU_WEIGHT, CLASS_COST_TYPE,
-        FOCAL_ALPHA, FOCAL_GAMMA. Call as ``VideoHungarianMatcher(cfg, node="MODEL.MY_METHOD")``.
+        FOCAL_ALPHA, FOCAL_GAMMA, BOX_L1_FORMAT. Call as ``VideoHungarianMatcher(cfg, node="MODEL.MY_METHOD")``.
         """
         section = cfg
         for part in node.split("."):
@@ -154,11 +181,34 @@ class VideoHungarianMatcher(nn.Module):
             "class_cost_type": section.get("CLASS_COST_TYPE", "softmax"),
             "focal_alpha": section.get("FOCAL_ALPHA", 0.25),
             "focal_gamma": section.get("FOCAL_GAMMA", 2.0),
+            "box_l1_format": section.get("BOX_L1_FORMAT", "cxcywh"),
         }
 
     @property
     def uses_boxes(self) -> bool:
         return self.cost_box_l1 > 0 or self.cost_giou > 0
+
+    def _class_cost(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """(Q, K[+1]) logits, (M,) labels -> (Q, M) class cost."""
+        logits = logits.float()
+        if self.class_cost_type == "softmax":
+            return -logits.softmax(-1)[:, labels]
+        return pairwise_focal_class_cost(logits, labels, self.focal_alpha, self.focal_gamma)
+
+    @staticmethod
+    def _valid(target: Dict[str, Tensor], M: int, T: int, device, clip_index: int) -> Tensor:
+        """(M, T) bool presence of the targets: "valid", else non-empty masks, else all True."""
+        valid = target.get("valid")
+        if valid is None and "masks" in target:
+            valid = target["masks"].flatten(2).any(-1)
+        if valid is None:
+            valid = torch.ones((M, T), dtype=torch.bool)
+        if tuple(valid.shape) != (M, T):
+            raise ValueError(
+                f"VideoHungarianMatcher: targets[{clip_index}]['valid'] must be (M, T) = ({M}, {T}), "
+                f"got {tuple(valid.shape)}"
+            )
+        return valid.to(device=device, dtype=torch.bool)
 
     @torch.no_grad()
     def cost_matrix(
@@ -174,7 +224,8 @@ class VideoHungarianMatcher(nn.Module):
         """The (Q, M) cost matrix of one clip.
 
         Args:
-            pred_logits: (Q, K + 1) for "softmax", (Q, K) for "focal".
+            pred_logits: (Q, K + 1) for "softmax", (Q, K) for "focal"; or per frame (Q, T, K + 1)
+                / (Q, T, K), whose class costs are averaged over the target's present frames.
             pred_masks: (Q, T, H, W) mask logits.
             target: {"labels": (M,), "masks": (M, T, H', W'), optional "boxes": (M, T, 4),
                 optional "valid": (M, T) bool}.
@@ -193,7 +244,7 @@ class VideoHungarianMatcher(nn.Module):
         if (
             labels.dtype not in (torch.int64, torch.int32)
             or int(labels.max())
-            >= (pred_logits.shape[1] - (1 if self.class_cost_type == "softmax" else 0))
+            >= (pred_logits.shape[-1] - (1 if self.class_cost_type == "softmax" else 0))
             or int(labels.min()) < 0
         ):
             raise ValueError(
@@ -201,15 +252,21 @@ class VideoHungarianMatcher(nn.Module):
                 f"[0, K) for pred_logits of shape {tuple(pred_logits.shape)} "
                 f"({self.class_cost_type}); got {labels.tolist()}"
             )
+        if pred_logits.dim() not in (2, 3):
+            raise ValueError(
+                f"VideoHungarianMatcher: pred_logits of clip {clip_index} must be (Q, K) or "
+                f"(Q, T, K), got {tuple(pred_logits.shape)}"
+            )
         if self.cost_class > 0:
-            logits = pred_logits.float()
-            if self.class_cost_type == "softmax":
-                class_cost = -logits.softmax(-1)[:, labels]
+            if pred_logits.dim() == 2:
+                cost = cost + self.cost_class * self._class_cost(pred_logits, labels)
             else:
-                class_cost = pairwise_focal_class_cost(
-                    logits, labels, self.focal_alpha, self.focal_gamma
-                )
-            cost = cost + self.cost_class * class_cost
+                T = pred_logits.shape[1]
+                valid = self._valid(target, M, T, pred_logits.device, clip_index)
+                frame_costs = torch.stack(
+                    [self._class_cost(pred_logits[:, t], labels) for t in range(T)], -1
+                )  # (Q, M, T)
+                cost = cost + self.cost_class * _frame_average(frame_costs, valid)
 
         if self.cost_mask > 0 or self.cost_dice > 0:
             if pred_masks is None or "masks" not in target:
@@ -245,22 +302,13 @@ class VideoHungarianMatcher(nn.Module):
                     f"and targets[{clip_index}]['boxes'] (normalised cx, cy, w, h)"
                 )
             tgt_boxes = target["boxes"].to(pred_boxes.device)
-            valid = target.get("valid")
-            if valid is None:
-                valid = target["masks"].flatten(2).any(-1) if "masks" in target else None
-            if valid is None:
-                valid = torch.ones(tgt_boxes.shape[:2], dtype=torch.bool)
-            valid = valid.to(device=pred_boxes.device, dtype=torch.bool)
-            if tgt_boxes.shape != (M, pred_boxes.shape[1], 4) or valid.shape != (
-                M,
-                pred_boxes.shape[1],
-            ):
+            if tgt_boxes.shape != (M, pred_boxes.shape[1], 4):
                 raise ValueError(
-                    f"VideoHungarianMatcher: targets[{clip_index}] 'boxes' must be (M, T, 4) and "
-                    f"'valid' (M, T) with M={M}, T={pred_boxes.shape[1]}; got "
-                    f"{tuple(tgt_boxes.shape)} and {tuple(valid.shape)}"
+                    f"VideoHungarianMatcher: targets[{clip_index}]['boxes'] must be (M, T, 4) with "
+                    f"M={M}, T={pred_boxes.shape[1]}; got {tuple(tgt_boxes.shape)}"
                 )
-            cost_l1, cost_giou = video_box_costs(pred_boxes, tgt_boxes, valid)
+            valid = self._valid(target, M, pred_boxes.shape[1], pred_boxes.device, clip_index)
+            cost_l1, cost_giou = video_box_costs(pred_boxes, tgt_boxes, valid, self.box_l1_format)
             cost = cost + self.cost_box_l1 * cost_l1 + self.cost_giou * cost_giou
 
         if not torch.isfinite(cost).all():
@@ -280,7 +328,8 @@ class VideoHungarianMatcher(nn.Module):
     ) -> List[Tuple[Tensor, Tensor]]:
         """
         Args:
-            outputs: {"pred_logits": (B, Q, K + 1) or (B, Q, K), "pred_masks": (B, Q, T, H, W),
+            outputs: {"pred_logits": (B, Q, K + 1) or (B, Q, K) (or per frame (B, Q, T, K[+1])),
+                "pred_masks": (B, Q, T, H, W),
                 optional "pred_boxes": (B, Q, T, 4) normalised (cx, cy, w, h)}.
             targets: B dicts with "labels" (M,), "masks" (M, T, H', W'), optional "boxes"
                 (M, T, 4) and "valid" (M, T) bool (default: mask not empty in that frame).
@@ -317,5 +366,6 @@ class VideoHungarianMatcher(nn.Module):
         return (
             f"cost_class={self.cost_class}, cost_mask={self.cost_mask}, cost_dice={self.cost_dice}, "
             f"cost_box_l1={self.cost_box_l1}, cost_giou={self.cost_giou}, "
-            f"num_points={self.num_points}, class_cost_type={self.class_cost_type!r}"
+            f"num_points={self.num_points}, class_cost_type={self.class_cost_type!r}, "
+            f"box_l1_format={self.box_l1_format!r}"
         )

@@ -20,6 +20,7 @@ __all__ = [
     "pairwise_dice_cost",
     "pairwise_sigmoid_ce_cost",
     "pairwise_focal_class_cost",
+    "vnet_dice_loss",
 ]
 
 
@@ -107,3 +108,29 @@ def pairwise_focal_class_cost(
     neg_cost = (1 - alpha) * probs.pow(gamma) * F.softplus(logits[:, labels])
     pos_cost = alpha * (1 - probs).pow(gamma) * F.softplus(-logits[:, labels])
     return pos_cost - neg_cost
+
+
+def vnet_dice_loss(probs: Tensor, targets: Tensor, avg_factor: float, eps: float = 1e-3) -> Tensor:
+    """mmdet's ``DiceLoss`` (V-Net form) on probabilities: 1 - 2 sum(p t) / (sum(p^2) + sum(t^2) +
+    2 eps) per mask, summed and divided by ``avg_factor`` + float32 epsilon (mmdet's reduction).
+
+    Args:
+        probs: (N, ...) mask probabilities (already activated, e.g. a sigmoid).
+        targets: (N, ...) binary targets, same shape.
+        avg_factor: normaliser (TeViT: the number of positive (query, frame) pairs, at least 1).
+        eps: added to each of the two sums of squares (TeViT 1e-5, Video K-Net 1e-3).
+    Returns:
+        scalar loss.
+    """
+    if probs.shape != targets.shape:
+        raise ValueError(
+            f"vnet_dice_loss: probs {tuple(probs.shape)} and targets {tuple(targets.shape)} differ"
+        )
+    if probs.shape[0] == 0:
+        return probs.sum() * 0.0
+    probs = probs.flatten(1)
+    targets = targets.flatten(1).to(probs.dtype)
+    numerator = 2 * (probs * targets).sum(1)
+    denominator = (probs * probs).sum(1) + eps + (targets * targets).sum(1) + eps
+    loss = 1 - numerator / denominator
+    return loss.sum() / (avg_factor + float(torch.finfo(torch.float32).eps))

@@ -1,0 +1,395 @@
+"""TeViT: the meta-architecture (backbone + FPN per frame, learned proposals, the query head).
+
+Legend: B clips, T frames, F = B * T frames (clip-major), N queries, K classes, k kept tracks,
+C channels, H, W the original video size.
+
+Module names are the official checkpoint's where it has them: ``rpn_head.init_proposal_*``,
+``roi_head.bbox_head.{i}.*``, ``roi_head.mask_head.{i}.*``; the backbone and neck are detectron2's
+FPN (``backbone.bottom_up.*``, ``backbone.fpn_lateral{l}``, ``backbone.fpn_output{l}``), to which
+an mmdet checkpoint's ``backbone.*`` / ``neck.*`` are renamed at load
+(:func:`vis_core.engine.checkpoint.convert_mmdet_backbone_neck`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import paste_masks_in_image
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling.backbone.resnet import ResNet
+from detectron2.structures import Boxes, ImageList
+from torch import Tensor, nn
+
+from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
+from vis_core.inference.postprocess import encode_rle, link_queries, select_top_pairs
+from vis_core.matching import VideoHungarianMatcher
+from vis_core.modeling.backbone import (  # importing it registers the MsgShifT backbone
+    frames_per_clip,
+    is_pvt_v2_imagenet_state_dict,
+    rename_pvt_v2_imagenet,
+)
+from vis_core.modeling.query_inst import EmbeddingRPNHead
+
+from .roi_head import TeViTRoIHead
+
+__all__ = ["TeViT"]
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class TeViT(nn.Module):
+    """TeViT for video instance segmentation (offline: the whole video, or windows, in one pass).
+
+    Training input: a list of clips as the video mapper gives them (``image``: T uint8 (3, H, W),
+    ``instances``: T ``Instances`` with gt_classes, gt_boxes, gt_masks, gt_ids). Returns the
+    weighted losses of every stage.
+
+    Inference input: one dict per video with every frame. Returns one dict per video with
+    ``pred_scores`` (k,), ``pred_classes`` (k,) and, at the original size, either ``pred_masks``
+    (k, T, H, W) bool (``window_size`` 0: the whole video as one clip, as published) or
+    ``pred_mask_rles`` (k lists of T COCO RLEs or None), encoded window by window.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        rpn_head: EmbeddingRPNHead,
+        roi_head: TeViTRoIHead,
+        in_features: List[str],
+        pixel_mean: Tuple[float, ...],
+        pixel_std: Tuple[float, ...],
+        size_divisibility: int = 32,
+        max_tracks: int = 10,
+        mask_threshold: float = 0.5,
+        window_size: int = 0,
+    ):
+        """
+        Args:
+            backbone: detectron2 backbone giving ``in_features`` (FPN P2-P5).
+            rpn_head: the learned proposals.
+            roi_head: :class:`TeViTRoIHead`.
+            in_features: backbone outputs read, finest first.
+            pixel_mean, pixel_std: per-channel normalisation of the input frames.
+            size_divisibility: frames are padded to a multiple of this.
+            max_tracks: top-k (query, class) pairs kept per video (10 officially).
+            mask_threshold: mask probability threshold (0.5).
+            window_size: frames per inference window; 0 = the whole video in one pass.
+        """
+        super().__init__()
+        shapes = backbone.output_shape()
+        missing = [f for f in in_features if f not in shapes]
+        if missing:
+            raise ValueError(
+                f"MODEL.TEVIT.IN_FEATURES names {missing}, which the backbone does not output "
+                f"(it has {sorted(shapes)}); use an FPN backbone (P2-P5)"
+            )
+        channels = sorted({shapes[f].channels for f in in_features})
+        if channels != [roi_head.hidden_dim]:
+            raise ValueError(
+                f"TeViT: backbone features {in_features} have {channels} channels; "
+                f"MODEL.TEVIT.HIDDEN_DIM is {roi_head.hidden_dim} (set MODEL.FPN.OUT_CHANNELS to it)"
+            )
+        strides = tuple(shapes[f].stride for f in in_features)
+        if strides != roi_head.bbox_roi_extractor.strides:
+            raise ValueError(
+                f"TeViT: backbone features {in_features} have strides {strides}, the RoI "
+                f"extractors expect {roi_head.bbox_roi_extractor.strides}"
+            )
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"TEST.VIS.MASK_THRESHOLD must be in (0, 1), got {mask_threshold}")
+        if window_size < 0:
+            raise ValueError(
+                f"TEST.VIS.WINDOW_SIZE must be >= 0 (0 = whole video), got {window_size}"
+            )
+        if max_tracks < 1:
+            raise ValueError(f"TEST.VIS.MAX_TRACKS must be >= 1, got {max_tracks}")
+        self.backbone = backbone
+        self.rpn_head = rpn_head
+        self.roi_head = roi_head
+        self.in_features = list(in_features)
+        self.size_divisibility = size_divisibility
+        self.max_tracks = max_tracks
+        self.mask_threshold = mask_threshold
+        self.window_size = window_size
+        if len(pixel_mean) != len(pixel_std):
+            raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        t = cfg.MODEL.TEVIT
+        backbone = build_backbone(cfg)
+        matcher = VideoHungarianMatcher(
+            cost_class=t.COST_CLASS,
+            cost_mask=0.0,
+            cost_dice=0.0,
+            cost_box_l1=t.COST_BOX_L1,
+            cost_giou=t.COST_GIOU,
+            class_cost_type="focal",
+            focal_alpha=t.FOCAL_ALPHA,
+            focal_gamma=t.FOCAL_GAMMA,
+            box_l1_format="xyxy",
+        )
+        shapes = backbone.output_shape()
+        strides = [shapes[f].stride for f in t.IN_FEATURES if f in shapes]
+        roi_head = TeViTRoIHead(
+            num_classes=t.NUM_CLASSES,
+            matcher=matcher,
+            num_stages=t.NUM_STAGES,
+            hidden_dim=t.HIDDEN_DIM,
+            num_heads=t.NHEADS,
+            dim_feedforward=t.DIM_FEEDFORWARD,
+            dynamic_dim=t.DYNAMIC_DIM,
+            num_cls_fcs=t.NUM_CLS_FCS,
+            num_reg_fcs=t.NUM_REG_FCS,
+            dropout=t.DROPOUT,
+            interaction=t.INTERACTION,
+            box_roi_size=t.BOX_ROI_SIZE,
+            mask_roi_size=t.MASK_ROI_SIZE,
+            roi_sampling_ratio=t.ROI_SAMPLING_RATIO,
+            roi_finest_scale=t.ROI_FINEST_SCALE,
+            roi_level_mapping=t.ROI_LEVEL_MAPPING,
+            strides=strides if len(strides) == len(t.IN_FEATURES) else (4, 8, 16, 32),
+            num_mask_convs=t.NUM_MASK_CONVS,
+            delta_means=t.BOX_DELTA_MEANS,
+            delta_stds=t.BOX_DELTA_STDS,
+            class_weight=t.CLASS_WEIGHT,
+            focal_alpha=t.FOCAL_ALPHA,
+            focal_gamma=t.FOCAL_GAMMA,
+            box_l1_weight=t.BOX_L1_WEIGHT,
+            giou_weight=t.GIOU_WEIGHT,
+            mask_weight=t.MASK_WEIGHT,
+            dice_eps=t.DICE_EPS,
+            stage_loss_weights=t.STAGE_LOSS_WEIGHTS,
+        )
+        return {
+            "backbone": backbone,
+            "rpn_head": EmbeddingRPNHead(t.NUM_PROPOSALS, t.HIDDEN_DIM),
+            "roi_head": roi_head,
+            "in_features": list(t.IN_FEATURES),
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "size_divisibility": t.SIZE_DIVISIBILITY,
+            "max_tracks": cfg.TEST.VIS.MAX_TRACKS,
+            "mask_threshold": cfg.TEST.VIS.MASK_THRESHOLD,
+            "window_size": cfg.TEST.VIS.WINDOW_SIZE,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def num_classes(self) -> int:
+        return self.roi_head.num_classes
+
+    # -------------------------------------------------------------- checkpoints
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        """Official (mmdet) weights: ``backbone.*`` / ``neck.*`` renamed to detectron2's FPN; the
+        original PVTv2 ImageNet release renamed to the MsgShifT backbone's names."""
+        if is_mmdet_detector_state_dict(state_dict, prefix):
+            resnet = isinstance(getattr(self.backbone, "bottom_up", None), ResNet)
+            n = convert_mmdet_backbone_neck(state_dict, prefix, resnet=resnet)
+            logger.info("Loaded mmdet (official TeViT) weights: %d backbone/neck keys renamed.", n)
+        elif is_pvt_v2_imagenet_state_dict({k[len(prefix) :]: v for k, v in state_dict.items()}):
+            n = rename_pvt_v2_imagenet(state_dict, prefix)
+            logger.info("Loaded the original PVTv2 ImageNet weights: %d tensors renamed.", n)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
+
+    # ------------------------------------------------------------------ common
+    def _images(self, frames: List[Tensor]) -> ImageList:
+        """Normalise and pad frames: F (3, H, W) uint8 -> ImageList (F, 3, H', W')."""
+        frames = [(f.to(self.device) - self.pixel_mean) / self.pixel_std for f in frames]
+        return ImageList.from_tensors(frames, self.size_divisibility)
+
+    def _features(self, images: ImageList, num_frames: int) -> List[Tensor]:
+        with frames_per_clip(self.backbone, num_frames):
+            features = self.backbone(images.tensor)
+        return [features[f] for f in self.in_features]
+
+    def _whwh(self, images: ImageList) -> Tensor:
+        """(F, 4) each frame's (W, H, W, H) without padding."""
+        sizes = torch.tensor([(w, h, w, h) for h, w in images.image_sizes], dtype=torch.float32)
+        return sizes.to(self.device)
+
+    def forward(self, batched_inputs: List[Dict[str, object]]):
+        """See the class docstring."""
+        if not self.training:
+            return [self.inference_video(video) for video in batched_inputs]
+        lengths = {len(v["image"]) for v in batched_inputs}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"TeViT training needs clips of one length, got lengths {sorted(lengths)} (videos "
+                f"{[v.get('video_id') for v in batched_inputs]}); check INPUT.SAMPLING_FRAME_NUM"
+            )
+        T = lengths.pop()
+        images = self._images([f for v in batched_inputs for f in v["image"]])
+        features = self._features(images, T)
+        whwh = self._whwh(images)
+        boxes, queries = self.rpn_head(whwh)
+        targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
+        return self.roi_head.forward_train(features, boxes, queries, whwh, T, targets)
+
+    def prepare_targets(
+        self, batched_inputs, padded_size: Tuple[int, int]
+    ) -> List[Dict[str, Tensor]]:
+        """Per clip: ``labels`` (M,), ``boxes`` (M, T, 4) absolute xyxy, ``valid`` (M, T) bool and
+        ``masks`` (M, T, H_pad, W_pad) bool (zero in the padding) of the tracks present in at least
+        one frame."""
+        H, W = int(padded_size[0]), int(padded_size[1])
+        targets = []
+        for video in batched_inputs:
+            frames = video.get("instances")
+            if frames is None:
+                raise ValueError(
+                    f"video {video.get('video_id')}: training input has no 'instances'; use the "
+                    "video mapper with is_train=True"
+                )
+            n = len(frames[0])
+            if any(len(f) != n for f in frames):
+                raise ValueError(
+                    f"video {video.get('video_id')}: frames list {[len(f) for f in frames]} "
+                    "instances; the video mapper lists every object of the clip in every frame"
+                )
+            ids = torch.stack([f.gt_ids for f in frames], 1).to(self.device)  # (n, T)
+            boxes = torch.stack([f.gt_boxes.tensor for f in frames], 1).to(self.device)
+            masks = torch.zeros((n, len(frames), H, W), dtype=torch.bool, device=self.device)
+            for t, f in enumerate(frames):
+                h, w = f.image_size
+                masks[:, t, :h, :w] = f.gt_masks.tensor.to(self.device)
+            valid = ids != -1
+            keep = valid.any(1)
+            targets.append(
+                {
+                    "labels": frames[0].gt_classes.to(self.device)[keep],
+                    "boxes": boxes[keep].float(),
+                    "valid": valid[keep],
+                    "masks": masks[keep].bool(),
+                }
+            )
+        return targets
+
+    # --------------------------------------------------------------- inference
+    def _run(self, frames: List[Tensor]):
+        """One clip through the whole model; (images, features, last-stage outputs)."""
+        images = self._images(frames)
+        features = self._features(images, len(frames))
+        boxes, queries = self.rpn_head(self._whwh(images))
+        out = self.roi_head.forward_inference(features, boxes, queries, len(frames))
+        return images, features, out
+
+    def _masks(
+        self,
+        images: ImageList,
+        features: List[Tensor],
+        boxes: Tensor,
+        attn: Tensor,
+        classes: Tensor,
+        out_size: Tuple[int, int],
+    ) -> Tensor:
+        """Masks of the kept tracks at the original size.
+
+        Args:
+            boxes: (T, k, 4) the kept queries' last-stage boxes in each frame.
+            attn: (T, k, C) their interaction outputs.
+            classes: (k,) their labels.
+        Returns:
+            (k, T, H, W) bool.
+        """
+        T, k = boxes.shape[:2]
+        H, W = out_size
+        if k == 0:
+            return torch.zeros((0, T, H, W), dtype=torch.bool, device=self.device)
+        logits = self.roi_head.mask_logits(-1, features, list(boxes), attn.flatten(0, 1))
+        logits = logits.view(T, k, *logits.shape[1:])[:, torch.arange(k), classes]  # (T, k, 2S, 2S)
+        scale = torch.tensor(
+            [[W / w, H / h, W / w, H / h] for h, w in images.image_sizes], device=boxes.device
+        )  # (T, 4)
+        probs = logits.sigmoid().flatten(0, 1)  # (T*k, 2S, 2S)
+        boxes = (boxes * scale[:, None]).flatten(0, 1)  # (T*k, 4) at the original size
+        # a box wholly outside the frame pastes nothing (detectron2's CPU paste, which
+        # crops to the boxes' union, cannot take it)
+        inside = (boxes[:, 0] < W) & (boxes[:, 1] < H) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        pasted = torch.zeros((T * k, H, W), dtype=torch.bool, device=probs.device)
+        if inside.any():
+            pasted[inside] = paste_masks_in_image(
+                probs[inside], Boxes(boxes[inside]), (H, W), threshold=self.mask_threshold
+            )
+        return pasted.view(T, k, H, W).transpose(0, 1)
+
+    def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
+        """One video: whole-video (``window_size`` 0 or >= T) or windowed inference."""
+        frames = video["image"]
+        T = len(frames)
+        if T == 0:
+            raise ValueError(f"video {video.get('video_id')} has no frames")
+        out_size = (
+            int(video.get("height", frames[0].shape[-2])),
+            int(video.get("width", frames[0].shape[-1])),
+        )
+        if 0 < self.window_size < T:
+            return self._inference_windows(frames, out_size)
+        images, features, out = self._run(list(frames))
+        scores = out["cls"].sigmoid().mean(0)  # (T, N, K) -> (N, K)
+        scores, classes, queries = select_top_pairs(scores, self.max_tracks)
+        masks = self._masks(
+            images, features, out["boxes"][:, queries], out["attn"][:, queries], classes, out_size
+        )
+        result = {"pred_scores": scores, "pred_classes": classes, "pred_masks": masks}
+        if self.window_size > 0:  # one window covers the video: same tracks, as RLEs
+            result["pred_mask_rles"] = self._rles(result.pop("pred_masks"))
+        return result
+
+    @staticmethod
+    def _rles(masks: Tensor) -> List[List[Optional[dict]]]:
+        """(k, T, H, W) bool -> k lists of T RLEs (None where empty)."""
+        k, T = masks.shape[:2]
+        flat = encode_rle(masks.flatten(0, 1))
+        return [flat[n * T : (n + 1) * T] for n in range(k)]
+
+    def _inference_windows(self, frames, out_size: Tuple[int, int]) -> Dict[str, object]:
+        """Windowed inference (our addition for long videos): each window is one clip through the
+        whole model (the messenger shift and STQI couple the frames of a window only); the queries
+        of a window are linked to the previous window's by Hungarian matching on their last-stage
+        features averaged over the window's frames; scores are the frame-weighted mean of the
+        sigmoid scores; the kept tracks' masks are made in a second pass that recomputes each
+        window's features and encodes RLEs window by window (memory bounded by one window)."""
+        T = len(frames)
+        bounds = [(s, min(s + self.window_size, T)) for s in range(0, T, self.window_size)]
+        score_sum, reference = None, None
+        kept = []  # per window: (perm, boxes (T_w, N, 4), attn (T_w, N, C)) on the host
+        for s, e in bounds:
+            _, _, out = self._run(list(frames[s:e]))
+            embeds = out["queries"].mean(0)  # (N, C)
+            perm = None if reference is None else link_queries(reference, embeds)
+            cls, boxes, attn = out["cls"], out["boxes"], out["attn"]
+            if perm is not None:
+                cls, boxes, attn, embeds = cls[:, perm], boxes[:, perm], attn[:, perm], embeds[perm]
+            reference = embeds
+            window_scores = cls.sigmoid().sum(0)  # (N, K), summed over the window's frames
+            score_sum = window_scores if score_sum is None else score_sum + window_scores
+            kept.append((boxes.cpu(), attn.cpu()))
+            del out
+        scores, classes, queries = select_top_pairs(score_sum / T, self.max_tracks)
+        rles: List[List[Optional[dict]]] = [[] for _ in range(len(queries))]
+        for (s, e), (boxes, attn) in zip(bounds, kept):
+            images = self._images(list(frames[s:e]))
+            features = self._features(images, e - s)
+            masks = self._masks(
+                images,
+                features,
+                boxes[:, queries.cpu()].to(self.device),
+                attn[:, queries.cpu()].to(self.device),
+                classes,
+                out_size,
+            )  # (k, T_w, H, W)
+            for n, track in enumerate(self._rles(masks)):
+                rles[n].extend(track)
+        return {"pred_scores": scores, "pred_classes": classes, "pred_mask_rles": rles}
