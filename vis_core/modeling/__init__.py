@@ -1,0 +1,1 @@
+"""Models shared by the methods: backbones, heads, losses, criteria, box coding."""
