@@ -20,6 +20,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
+from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.criterion import VideoSetCriterion
 
@@ -231,13 +232,7 @@ class Mask2FormerVIS(nn.Module):
         """See the class docstring."""
         if not self.training:
             return [self.inference_video(video) for video in batched_inputs]
-        lengths = {len(v["image"]) for v in batched_inputs}
-        if len(lengths) != 1:
-            raise ValueError(
-                f"Mask2FormerVIS training needs clips of one length, got lengths {sorted(lengths)} "
-                f"(videos {[v.get('video_id') for v in batched_inputs]}); check INPUT.SAMPLING_FRAME_NUM"
-            )
-        T = lengths.pop()
+        T = clip_length(batched_inputs, "Mask2FormerVIS")
         images = self._images([f for v in batched_inputs for f in v["image"]])
         outputs = self._run(images, T, return_aux=self.deep_supervision)
         targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
@@ -246,34 +241,10 @@ class Mask2FormerVIS(nn.Module):
     def prepare_targets(self, batched_inputs, padded_size) -> List[Dict[str, Tensor]]:
         """Per clip: ``labels`` (M,) and ``masks`` (M, T, H_pad, W_pad) float of the instances
         visible in at least one frame (an instance absent in a frame has an empty mask there)."""
-        H, W = int(padded_size[0]), int(padded_size[1])
-        targets = []
-        for video in batched_inputs:
-            frames = video.get("instances")
-            if frames is None:
-                raise ValueError(
-                    f"video {video.get('video_id')}: training input has no 'instances'; use the "
-                    "video mapper with is_train=True"
-                )
-            T = len(frames)
-            n = len(frames[0])
-            if any(len(f) != n for f in frames):
-                raise ValueError(
-                    f"video {video.get('video_id')}: frames list {[len(f) for f in frames]} instances; "
-                    "the video mapper lists every object of the clip in every frame"
-                )
-            masks = torch.zeros((n, T, H, W), dtype=torch.float32, device=self.device)
-            ids = torch.full((n, T), -1, dtype=torch.long, device=self.device)
-            for t, inst in enumerate(frames):
-                inst = inst.to(self.device)
-                h, w = inst.image_size
-                ids[:, t] = inst.gt_ids
-                if n:
-                    masks[:, t, :h, :w] = inst.gt_masks.tensor.float()
-            valid = (ids != -1).any(dim=1)
-            labels = frames[0].gt_classes.to(self.device)
-            targets.append({"labels": labels[valid], "masks": masks[valid]})
-        return targets
+        targets = clip_track_targets(
+            batched_inputs, padded_size, self.device, mask_dtype=torch.float32
+        )
+        return [{"labels": t["labels"], "masks": t["masks"]} for t in targets]
 
     # --------------------------------------------------------------- inference
     @property

@@ -23,6 +23,7 @@ from detectron2.modeling.backbone.resnet import ResNet
 from detectron2.structures import Boxes, ImageList
 from torch import Tensor, nn
 
+from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
 from vis_core.inference.postprocess import encode_rle, link_queries, select_top_pairs
 from vis_core.matching import VideoHungarianMatcher
@@ -223,13 +224,7 @@ class TeViT(nn.Module):
         """See the class docstring."""
         if not self.training:
             return [self.inference_video(video) for video in batched_inputs]
-        lengths = {len(v["image"]) for v in batched_inputs}
-        if len(lengths) != 1:
-            raise ValueError(
-                f"TeViT training needs clips of one length, got lengths {sorted(lengths)} (videos "
-                f"{[v.get('video_id') for v in batched_inputs]}); check INPUT.SAMPLING_FRAME_NUM"
-            )
-        T = lengths.pop()
+        T = clip_length(batched_inputs, "TeViT")
         images = self._images([f for v in batched_inputs for f in v["image"]])
         features = self._features(images, T)
         whwh = self._whwh(images)
@@ -243,38 +238,7 @@ class TeViT(nn.Module):
         """Per clip: ``labels`` (M,), ``boxes`` (M, T, 4) absolute xyxy, ``valid`` (M, T) bool and
         ``masks`` (M, T, H_pad, W_pad) bool (zero in the padding) of the tracks present in at least
         one frame."""
-        H, W = int(padded_size[0]), int(padded_size[1])
-        targets = []
-        for video in batched_inputs:
-            frames = video.get("instances")
-            if frames is None:
-                raise ValueError(
-                    f"video {video.get('video_id')}: training input has no 'instances'; use the "
-                    "video mapper with is_train=True"
-                )
-            n = len(frames[0])
-            if any(len(f) != n for f in frames):
-                raise ValueError(
-                    f"video {video.get('video_id')}: frames list {[len(f) for f in frames]} "
-                    "instances; the video mapper lists every object of the clip in every frame"
-                )
-            ids = torch.stack([f.gt_ids for f in frames], 1).to(self.device)  # (n, T)
-            boxes = torch.stack([f.gt_boxes.tensor for f in frames], 1).to(self.device)
-            masks = torch.zeros((n, len(frames), H, W), dtype=torch.bool, device=self.device)
-            for t, f in enumerate(frames):
-                h, w = f.image_size
-                masks[:, t, :h, :w] = f.gt_masks.tensor.to(self.device)
-            valid = ids != -1
-            keep = valid.any(1)
-            targets.append(
-                {
-                    "labels": frames[0].gt_classes.to(self.device)[keep],
-                    "boxes": boxes[keep].float(),
-                    "valid": valid[keep],
-                    "masks": masks[keep].bool(),
-                }
-            )
-        return targets
+        return clip_track_targets(batched_inputs, padded_size, self.device, with_boxes=True)
 
     # --------------------------------------------------------------- inference
     def _run(self, frames: List[Tensor]):
