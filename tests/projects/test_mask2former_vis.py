@@ -1,6 +1,5 @@
 """Mask2Former-VIS project: configs, training step, inference (whole video and windows), checkpoints."""
 
-import glob
 import os
 import pickle
 
@@ -10,9 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
 from mask2former_vis import (
     add_mask2former_vis_config,
     encode_rle,
@@ -21,15 +18,23 @@ from mask2former_vis import (
     select_top_pairs,
 )
 
-from vis_core.config import add_vis_config
+from tests.projects.common import (
+    decode_tracks,
+    make_clip,
+    make_video,
+    project_cfg,
+    project_configs,
+    project_root,
+    seeded_model,
+)
 from vis_core.modeling.position_encoding import (
     PositionEmbeddingSine,
     PositionEmbeddingSine3D,
     sine_code,
 )
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "Mask2Former_VIS")
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+ROOT = project_root("Mask2Former_VIS")
+CONFIGS = project_configs(ROOT)
 SYNTHVIS = "synthvis/Mask2Former_VIS_R18.yaml"
 TINY = [
     "MODEL.MASK2FORMER_VIS.NUM_CLASSES", "3",
@@ -46,65 +51,11 @@ TINY = [
 
 
 def make_cfg(config=SYNTHVIS, opts=()):
-    cfg = get_cfg()
-    add_vis_config(cfg)
-    add_mask2former_vis_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return project_cfg(ROOT, add_mask2former_vis_config, config, opts)
 
 
 def tiny_model(opts=(), seed=0):
-    torch.manual_seed(seed)
-    return build_model(make_cfg(opts=TINY + list(opts)))
-
-
-def make_clip(t=2, h=64, w=96, n=2, seed=0, absent=()):
-    """A clip with n moving rectangles; (track, frame) pairs in ``absent`` are missing (id -1)."""
-    g = torch.Generator().manual_seed(seed)
-    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for _ in range(t)]
-    instances = []
-    for f in range(t):
-        inst = Instances((h, w))
-        masks = torch.zeros((n, h, w), dtype=torch.bool)
-        ids = torch.arange(n)
-        for i in range(n):
-            if (i, f) in absent:
-                ids[i] = -1
-                continue
-            masks[i, 8 + 12 * i : 24 + 12 * i, 4 + 3 * f : 30 + 3 * f] = True
-        inst.gt_masks = BitMasks(masks)
-        inst.gt_boxes = Boxes(BitMasks(masks).get_bounding_boxes().tensor)
-        inst.gt_classes = torch.arange(n) % 3
-        inst.gt_ids = ids
-        instances.append(inst)
-    return {"image": images, "instances": instances, "height": h, "width": w, "video_id": seed}
-
-
-def make_video(t=5, h=64, w=96, out=(96, 144), seed=1):
-    clip = make_clip(t=t, h=h, w=w, n=0, seed=seed)
-    clip.pop("instances")
-    clip["height"], clip["width"] = out
-    return clip
-
-
-def decode_tracks(rles, t, h, w):
-    return torch.stack(
-        [
-            torch.stack(
-                [
-                    (
-                        torch.zeros((h, w), dtype=torch.bool)
-                        if r is None
-                        else torch.from_numpy(mask_util.decode(r)).bool()
-                    )
-                    for r in track
-                ]
-            )
-            for track in rles
-        ]
-    )
+    return seeded_model(make_cfg(opts=TINY + list(opts)), seed)
 
 
 # ---------------------------------------------------------------- configs

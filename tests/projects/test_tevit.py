@@ -1,29 +1,35 @@
 """TeViT project: configs, training step (ground truth and none), gradients, learning, inference
 (whole video, windows), query interaction modes end to end, official checkpoint loading."""
 
-import glob
 import os
 
 import pytest
 import torch
 import yaml
-from detectron2.config import get_cfg
 from detectron2.modeling import BACKBONE_REGISTRY, build_model
 from tevit import add_tevit_config
 
+from tests.projects.common import (
+    decode_tracks,
+    make_clip,
+    make_video,
+    project_cfg,
+    project_configs,
+    project_root,
+    seeded_model,
+)
 from tests.projects.official_checkpoints import (
     assert_loaded_whole,
     official_layout,
     random_state_dict,
     write_checkpoint,
 )
-from tests.projects.test_mask2former_vis import decode_tracks, make_clip, make_video
-from vis_core.config import add_vis_config, get_num_classes
+from vis_core.config import get_num_classes
 from vis_core.engine import load_inference_weights
 from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, rename_mmdet_resnet
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "TeViT")
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+ROOT = project_root("TeViT")
+CONFIGS = project_configs(ROOT)
 QUICK = "synthvis_quick/TeViT_R18.yaml"
 TINY = [
     "MODEL.TEVIT.NUM_CLASSES", "3",
@@ -41,18 +47,11 @@ HAS_MSGSHIFT = "build_pvt_v2_fpn_backbone" in BACKBONE_REGISTRY._obj_map
 
 
 def make_cfg(config=QUICK, opts=()):
-    cfg = get_cfg()
-    add_vis_config(cfg)
-    add_tevit_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return project_cfg(ROOT, add_tevit_config, config, opts)
 
 
 def tiny_model(opts=(), seed=0):
-    torch.manual_seed(seed)
-    return build_model(make_cfg(opts=TINY + list(opts)))
+    return seeded_model(make_cfg(opts=TINY + list(opts)), seed)
 
 
 # ---------------------------------------------------------------- configs

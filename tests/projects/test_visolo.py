@@ -1,6 +1,5 @@
 """VISOLO project: configs, one training step, inference, the streaming API, ablations, bad input."""
 
-import glob
 import os
 
 import numpy as np
@@ -8,29 +7,22 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 import visolo.meta_arch as visolo_meta_arch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from visolo import add_visolo_config
 from visolo.inference import MemoryEntry, MemoryQueue, greedy_link
 from visolo.targets import assign_cells
 
-from vis_core.config import add_vis_config
+from tests.projects.common import project_cfg, project_configs, project_root, seeded_model
 from vis_core.engine import load_inference_weights
 from vis_core.modeling.matrix_nms import matrix_nms
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VISOLO")
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+ROOT = project_root("VISOLO")
+CONFIGS = project_configs(ROOT)
 
 
 def make_cfg(config="synthvis/VISOLO_R18.yaml", opts=()):
-    cfg = get_cfg()
-    add_vis_config(cfg)
-    add_visolo_config(cfg)
-    cfg.merge_from_file(os.path.join(ROOT, "configs", config))
-    cfg.merge_from_list(list(opts))
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return project_cfg(ROOT, add_visolo_config, config, opts)
 
 
 TINY = [
@@ -44,9 +36,7 @@ LOOSE = ["MODEL.VISOLO.SCORE_THR", "0.0", "MODEL.VISOLO.UPDATE_THR", "0.0"]
 
 
 def tiny_model(opts=(), seed=0):
-    torch.manual_seed(seed)
-    model = build_model(make_cfg(opts=TINY + list(opts)))
-    return model
+    return seeded_model(make_cfg(opts=TINY + list(opts)), seed)
 
 
 def make_clip(t=3, h=64, w=96, n=2, seed=0, absent=()):

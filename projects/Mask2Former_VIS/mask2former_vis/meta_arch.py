@@ -23,6 +23,11 @@ from torch import Tensor, nn
 from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.criterion import VideoSetCriterion
+from vis_core.modeling.video_inputs import (
+    check_test_vis_args,
+    normalize_and_pad,
+    register_pixel_stats,
+)
 
 from .inference import encode_rle, link_queries, masks_to_original_size, select_top_pairs
 from .pixel_decoder import MSDeformAttnPixelDecoder
@@ -153,20 +158,12 @@ class Mask2FormerVIS(nn.Module):
             size_divisibility = backbone.size_divisibility
         self.size_divisibility = size_divisibility
         self.deep_supervision = deep_supervision
-        if not 0.0 < mask_threshold < 1.0:
-            raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
+        check_test_vis_args(mask_threshold, window_size)
         self.max_tracks = max_tracks
         self.mask_threshold = mask_threshold
-        if window_size < 0:
-            raise ValueError(
-                f"TEST.VIS.WINDOW_SIZE must be >= 0 (0 = whole video), got {window_size}"
-            )
         self.window_size = window_size
         self.window_cache_mb = window_cache_mb
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        register_pixel_stats(self, pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -221,8 +218,9 @@ class Mask2FormerVIS(nn.Module):
     # ------------------------------------------------------------------ common
     def _images(self, frames: List[Tensor]) -> ImageList:
         """Normalise and pad frames: T (3, H, W) uint8 -> ImageList (T, 3, H', W')."""
-        frames = [(f.to(self.device) - self.pixel_mean) / self.pixel_std for f in frames]
-        return ImageList.from_tensors(frames, self.size_divisibility)
+        return normalize_and_pad(
+            frames, self.pixel_mean, self.pixel_std, self.size_divisibility, "Mask2FormerVIS"
+        )
 
     def _run(self, images: ImageList, num_frames: int, return_aux: bool):
         features = self.backbone(images.tensor)

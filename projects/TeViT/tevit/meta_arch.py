@@ -33,6 +33,11 @@ from vis_core.modeling.backbone import (  # importing it registers the MsgShifT 
     rename_pvt_v2_imagenet,
 )
 from vis_core.modeling.query_inst import EmbeddingRPNHead
+from vis_core.modeling.video_inputs import (
+    check_test_vis_args,
+    normalize_and_pad,
+    register_pixel_stats,
+)
 
 from .roi_head import TeViTRoIHead
 
@@ -102,14 +107,7 @@ class TeViT(nn.Module):
                 f"TeViT: backbone features {in_features} have strides {strides}, the RoI "
                 f"extractors expect {roi_head.bbox_roi_extractor.strides}"
             )
-        if not 0.0 < mask_threshold < 1.0:
-            raise ValueError(f"TEST.VIS.MASK_THRESHOLD must be in (0, 1), got {mask_threshold}")
-        if window_size < 0:
-            raise ValueError(
-                f"TEST.VIS.WINDOW_SIZE must be >= 0 (0 = whole video), got {window_size}"
-            )
-        if max_tracks < 1:
-            raise ValueError(f"TEST.VIS.MAX_TRACKS must be >= 1, got {max_tracks}")
+        check_test_vis_args(mask_threshold, window_size, max_tracks)
         self.backbone = backbone
         self.rpn_head = rpn_head
         self.roi_head = roi_head
@@ -118,10 +116,7 @@ class TeViT(nn.Module):
         self.max_tracks = max_tracks
         self.mask_threshold = mask_threshold
         self.window_size = window_size
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        register_pixel_stats(self, pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -207,8 +202,9 @@ class TeViT(nn.Module):
     # ------------------------------------------------------------------ common
     def _images(self, frames: List[Tensor]) -> ImageList:
         """Normalise and pad frames: F (3, H, W) uint8 -> ImageList (F, 3, H', W')."""
-        frames = [(f.to(self.device) - self.pixel_mean) / self.pixel_std for f in frames]
-        return ImageList.from_tensors(frames, self.size_divisibility)
+        return normalize_and_pad(
+            frames, self.pixel_mean, self.pixel_std, self.size_divisibility, "TeViT"
+        )
 
     def _features(self, images: ImageList, num_frames: int) -> List[Tensor]:
         with frames_per_clip(self.backbone, num_frames):

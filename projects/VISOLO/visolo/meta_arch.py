@@ -14,6 +14,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from vis_core.modeling.video_inputs import normalize_and_pad, register_pixel_stats
+
 from .checkpoint import upgrade_state_dict
 from .heads import (
     CategoryPostBranch,
@@ -134,8 +136,7 @@ class VISOLO(nn.Module):
         self.aggregation = TemporalAggregation(hidden_dim, norm)
 
         self.size_divisibility = max(size_divisibility, shapes[self.in_features[-1]].stride)
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        register_pixel_stats(self, pixel_mean, pixel_std)
         self.score_reweighting = score_reweighting
         if reweighting_frames not in REWEIGHTING_FRAMES:
             raise ValueError(
@@ -229,13 +230,9 @@ class VISOLO(nn.Module):
     # ------------------------------------------------------------------ shared per-frame network
     def preprocess(self, images: List[torch.Tensor]) -> ImageList:
         """Normalise and pad a list of (3, h, w) uint8 frames into an ImageList."""
-        for i, img in enumerate(images):
-            if img.dim() != 3 or img.shape[0] != 3:
-                raise ValueError(
-                    f"VISOLO: frame {i} has shape {tuple(img.shape)}, expected (3, H, W)"
-                )
-        images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(images, self.size_divisibility)
+        return normalize_and_pad(
+            images, self.pixel_mean, self.pixel_std, self.size_divisibility, "VISOLO"
+        )
 
     def frame_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Backbone and per-frame branches.
