@@ -33,6 +33,7 @@ from vis_core.data import YTVISDatasetMapper
 from vis_core.engine import load_inference_weights
 from vis_core.engine.project import setup_project_cfg
 from vis_core.evaluation.results import encode_track_masks
+from vis_core.modeling.backbone import frames_per_clip
 from vis_core.utils.benchmark import peak_memory_mb
 
 
@@ -63,13 +64,15 @@ def _backbone_fps(model, images, cfg, device, autocast):
     frames = torch.nn.functional.pad(frames, (0, -w % div, 0, -h % div))  # (T, 3, H', W')
     results = {}
     for mode, batches in (("online", list(frames.split(1))), ("clip", [frames])):
-        with autocast():
+        # a clip-level backbone (TeViT's MsgShifT) reads each call's frames as one clip
+        with autocast(), frames_per_clip(model.backbone, len(batches[0])):
             model.backbone(batches[0])  # warm-up
         _sync(device)
         start = time.perf_counter()
         with autocast():
             for batch in batches:
-                model.backbone(batch)
+                with frames_per_clip(model.backbone, len(batch)):
+                    model.backbone(batch)
         _sync(device)
         results[mode] = len(frames) / (time.perf_counter() - start)
     return results

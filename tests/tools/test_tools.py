@@ -65,6 +65,17 @@ def test_benchmark_fps_prints_the_table(capsys):
     assert "backbone" in out.lower() and "fps" in out.lower()
 
 
+def test_benchmark_fps_runs_a_clip_level_backbone(capsys):
+    """TeViT's MsgShifT backbone reads each call as one clip: the backbone-alone ceilings need the
+    frames per clip (it raised before)."""
+    cfg = os.path.join(REPO, "projects/TeViT/configs/youtubevis_2019/TeViT_MsgShifT.yaml")
+    _tool("benchmark_fps").main(["--config-file", cfg, "--frames", "3", "--height", "48",
+                                 "--width", "80", "--videos", "1", "MODEL.WEIGHTS", "", *SMALL])  # fmt: skip
+    lines = capsys.readouterr().out.lower().splitlines()
+    rows = [line for line in lines if "backbone" in line]
+    assert rows and all(any(c.isdigit() for c in row) for row in rows), lines
+
+
 def test_weights_of_another_architecture_are_refused(tmp_path):
     m2f = build_model(setup_project_cfg(M2F_CFG, ["MODEL.DEVICE", "cpu"]))
     path = str(tmp_path / "m2f.pth")
