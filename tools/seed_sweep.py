@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -132,7 +133,8 @@ def plan_runs(args) -> list[dict]:
 
 def run_all(runs: list[dict], force: bool) -> None:
     """Runs every planned run that has no metrics.json yet (all with ``force``), one at a time;
-    fills each run's ``metrics`` (and ``seconds`` where it ran)."""
+    fills each run's ``metrics``, ``train_minutes`` (from its log.txt) and ``seconds`` (wall time
+    of the process, where it ran here)."""
     for k, run in enumerate(runs, 1):
         label = f"[{k}/{len(runs)}] {run['variant']} seed {run['seed']}"
         if force or not os.path.isfile(run["metrics_json"]):
@@ -158,6 +160,23 @@ def run_all(runs: list[dict], force: bool) -> None:
         with open(run["metrics_json"]) as f:
             metrics = json.load(f)
         run["metrics"] = {m: metrics.get(m) for m in METRICS}
+        run["train_minutes"] = training_minutes(os.path.join(run["output_dir"], "log.txt"))
+
+
+_TRAINING_TIME = re.compile(r"Total training time: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")
+
+
+def training_minutes(log_txt: str) -> float | None:
+    """Minutes of training that detectron2's trainer logged last in ``log_txt`` ("Total training
+    time: H:MM:SS"); None for a run that did not train (eval-only) or has no log."""
+    if not os.path.isfile(log_txt):
+        return None
+    with open(log_txt) as f:
+        found = _TRAINING_TIME.findall(f.read())
+    if not found:
+        return None
+    days, hours, minutes, seconds = (int(x or 0) for x in found[-1])
+    return ((days * 24 + hours) * 60 + minutes) + seconds / 60
 
 
 def _mean_std(values: list) -> tuple:
@@ -182,30 +201,35 @@ def summarize(runs: list[dict]) -> list[dict]:
         row.setdefault("seeds", []).append(run["seed"])
         for m in METRICS:
             row.setdefault(m, {"values": []})["values"].append(run["metrics"][m])
+        row.setdefault("train_minutes", {"values": []})["values"].append(run.get("train_minutes"))
     for row in rows.values():
-        for m in METRICS:
+        for m in METRICS + ("train_minutes",):
             row[m]["mean"], row[m]["std"] = _mean_std(row[m]["values"])
     return list(rows.values())
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The table: one row per variant, ``mean ± std`` over the seeds per metric."""
+    """The table: one row per variant, ``mean ± std`` over the seeds per metric, each seed's AP
+    (in the order of ``seeds``) and the minutes of training a run (``-`` for eval-only)."""
 
-    def cell(stat):
+    def cell(stat, digits=2):
         if stat["mean"] is None:
             return "-"
-        return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
     lines = [
-        "| variant | seeds | " + " | ".join(METRICS) + " |",
-        "|---|---|" + "---|" * len(METRICS),
+        "| variant | seeds | AP by seed | " + " | ".join(METRICS) + " | train min |",
+        "|---|---|---|" + "---|" * (len(METRICS) + 1),
     ]
     for row in rows:
         name = row["variant"]
         if row["eval_only_from"]:
             name += f" (eval-only on {row['eval_only_from']})"
         seeds = " ".join(str(s) for s in row["seeds"])
-        lines.append(f"| {name} | {seeds} | " + " | ".join(cell(row[m]) for m in METRICS) + " |")
+        by_seed = " / ".join("-" if v is None else f"{v:.1f}" for v in row["AP"]["values"])
+        metrics = " | ".join(cell(row[m]) for m in METRICS)
+        minutes = cell(row["train_minutes"], 1)
+        lines.append(f"| {name} | {seeds} | {by_seed} | {metrics} | {minutes} |")
     return "\n".join(lines)
 
 

@@ -74,8 +74,8 @@ def test_table_is_mean_and_std_of_the_runs_files(tmp_path, capsys):
             assert rows[variant][m]["mean"] == pytest.approx(statistics.mean(defined))
             assert rows[variant][m]["std"] == pytest.approx(statistics.stdev(defined))
     # full: AP of the seeds 10, 20, 30; noSR: 40, 50, 60; AR10 of noSR without seed 3: 44, 54
-    assert "| full | 1 2 3 | 20.00 ± 10.00 | 21.00 ± 10.00 |" in printed
-    assert "| noSR (eval-only on full) | 1 2 3 | 50.00 ± 10.00 |" in printed
+    assert "| full | 1 2 3 | 10.0 / 20.0 / 30.0 | 20.00 ± 10.00 | 21.00 ± 10.00 |" in printed
+    assert "| noSR (eval-only on full) | 1 2 3 | 40.0 / 50.0 / 60.0 | 50.00 ± 10.00 |" in printed
     assert "| 49.00 ± 7.07 |" in printed
     assert result["markdown"] in printed
     assert all(r["seconds"] is None for r in result["runs"])  # nothing was run again
@@ -115,6 +115,28 @@ def test_sweep_trains_and_evaluates_through_train_net(tmp_path, monkeypatch, cap
         row = next(r for r in result["rows"] if r["variant"] == run["variant"])
         assert row["AP"]["mean"] == metrics["AP"] and row["AP"]["std"] == 0.0
         assert f"{metrics['AP']:.2f} ± 0.00" in printed
+    rows = {r["variant"]: r for r in result["rows"]}
+    # read from the run's log.txt ("Total training time: 0:00:0x" for 2 iterations)
+    assert rows["full"]["train_minutes"]["mean"] is not None
+    assert rows["full"]["train_minutes"]["mean"] < 5
+    assert rows["noSR"]["train_minutes"]["mean"] is None  # eval-only: no training
+    header = next(line for line in printed.splitlines() if line.startswith("| variant"))
+    assert "AP by seed" in header and "train min" in header
+    full_line = next(line for line in printed.splitlines() if line.startswith("| full |"))
+    assert f"| {result['runs'][0]['metrics']['AP']:.1f} |" in full_line
     with open(os.path.join(out, "noSR", "seed5", "config.yaml")) as f:
         config = f.read()
     assert "SCORE_REWEIGHTING: false" in config and "seed5/model_final.pth" in config
+
+
+def test_training_minutes_reads_the_last_total(tmp_path):
+    sweep = _sweep()
+    log = tmp_path / "log.txt"
+    log.write_text(
+        "[d2.engine.hooks]: Total training time: 0:13:29 (0:00:18 on hooks)\n"
+        "[d2.engine.hooks]: Total training time: 1 day, 2:03:30 (0:00:18 on hooks)\n"
+    )
+    assert sweep.training_minutes(str(log)) == (24 + 2) * 60 + 3 + 0.5
+    log.write_text("[d2.evaluation]: copypaste: AP\n")
+    assert sweep.training_minutes(str(log)) is None
+    assert sweep.training_minutes(str(tmp_path / "missing.txt")) is None
