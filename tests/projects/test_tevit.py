@@ -175,7 +175,8 @@ def test_positives_are_the_present_frames_of_matched_tracks():
     whwh = model._whwh(images)
     boxes, queries = model.rpn_head(whwh)
     out = model.roi_head.run_stage(0, feats, boxes, queries, 3)
-    frames, q, clips, tracks = model.roi_head._positives(out, whwh, 3, targets)
+    indices = model.roi_head.assign(out, whwh, 3, targets)
+    frames, q, clips, tracks = model.roi_head._positives(indices, 3, boxes.shape[1], targets)
     assert len(frames) == 4  # 2 tracks x 2 present frames, one query per track in all frames
     assert {(int(f), int(m)) for f, m in zip(frames, tracks)} == {(0, 0), (2, 0), (0, 1), (1, 1)}
     per_track = {int(m): {int(x) for x, mm in zip(q, tracks) if mm == m} for m in tracks}

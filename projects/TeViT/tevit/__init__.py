@@ -9,8 +9,7 @@ from vis_core.config import register_num_classes_key
 
 from .config import add_tevit_config
 from .meta_arch import TeViT
-from .roi_head import TeViTRoIHead
 
-__all__ = ["TeViT", "TeViTRoIHead", "add_tevit_config"]
+__all__ = ["TeViT", "add_tevit_config"]
 
 register_num_classes_key("TeViT", "MODEL.TEVIT.NUM_CLASSES")

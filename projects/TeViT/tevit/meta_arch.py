@@ -17,10 +17,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import paste_masks_in_image
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.backbone.resnet import ResNet
-from detectron2.structures import Boxes, ImageList
+from detectron2.structures import ImageList
 from torch import Tensor, nn
 
 from vis_core.data.clip_targets import clip_length, clip_track_targets
@@ -33,13 +32,12 @@ from vis_core.modeling.backbone import (  # importing it registers the MsgShifT 
     rename_pvt_v2_imagenet,
 )
 from vis_core.modeling.query_inst import EmbeddingRPNHead
+from vis_core.modeling.query_roi_head import QueryRoIHead
 from vis_core.modeling.video_inputs import (
     check_test_vis_args,
     normalize_and_pad,
     register_pixel_stats,
 )
-
-from .roi_head import TeViTRoIHead
 
 __all__ = ["TeViT"]
 
@@ -66,7 +64,7 @@ class TeViT(nn.Module):
         *,
         backbone: Backbone,
         rpn_head: EmbeddingRPNHead,
-        roi_head: TeViTRoIHead,
+        roi_head: QueryRoIHead,
         in_features: List[str],
         pixel_mean: Tuple[float, ...],
         pixel_std: Tuple[float, ...],
@@ -79,7 +77,7 @@ class TeViT(nn.Module):
         Args:
             backbone: detectron2 backbone giving ``in_features`` (FPN P2-P5).
             rpn_head: the learned proposals.
-            roi_head: :class:`TeViTRoIHead`.
+            roi_head: :class:`vis_core.modeling.query_roi_head.QueryRoIHead`.
             in_features: backbone outputs read, finest first.
             pixel_mean, pixel_std: per-channel normalisation of the input frames.
             size_divisibility: frames are padded to a multiple of this.
@@ -135,7 +133,7 @@ class TeViT(nn.Module):
         )
         shapes = backbone.output_shape()
         strides = [shapes[f].stride for f in t.IN_FEATURES if f in shapes]
-        roi_head = TeViTRoIHead(
+        roi_head = QueryRoIHead(
             num_classes=t.NUM_CLASSES,
             matcher=matcher,
             num_stages=t.NUM_STAGES,
@@ -245,44 +243,11 @@ class TeViT(nn.Module):
         out = self.roi_head.forward_inference(features, boxes, queries, len(frames))
         return images, features, out
 
-    def _masks(
-        self,
-        images: ImageList,
-        features: List[Tensor],
-        boxes: Tensor,
-        attn: Tensor,
-        classes: Tensor,
-        out_size: Tuple[int, int],
-    ) -> Tensor:
-        """Masks of the kept tracks at the original size.
-
-        Args:
-            boxes: (T, k, 4) the kept queries' last-stage boxes in each frame.
-            attn: (T, k, C) their interaction outputs.
-            classes: (k,) their labels.
-        Returns:
-            (k, T, H, W) bool.
-        """
-        T, k = boxes.shape[:2]
-        H, W = out_size
-        if k == 0:
-            return torch.zeros((0, T, H, W), dtype=torch.bool, device=self.device)
-        logits = self.roi_head.mask_logits(-1, features, list(boxes), attn.flatten(0, 1))
-        logits = logits.view(T, k, *logits.shape[1:])[:, torch.arange(k), classes]  # (T, k, 2S, 2S)
-        scale = torch.tensor(
-            [[W / w, H / h, W / w, H / h] for h, w in images.image_sizes], device=boxes.device
-        )  # (T, 4)
-        probs = logits.sigmoid().flatten(0, 1)  # (T*k, 2S, 2S)
-        boxes = (boxes * scale[:, None]).flatten(0, 1)  # (T*k, 4) at the original size
-        # a box wholly outside the frame pastes nothing (detectron2's CPU paste, which
-        # crops to the boxes' union, cannot take it)
-        inside = (boxes[:, 0] < W) & (boxes[:, 1] < H) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        pasted = torch.zeros((T * k, H, W), dtype=torch.bool, device=probs.device)
-        if inside.any():
-            pasted[inside] = paste_masks_in_image(
-                probs[inside], Boxes(boxes[inside]), (H, W), threshold=self.mask_threshold
-            )
-        return pasted.view(T, k, H, W).transpose(0, 1)
+    def _masks(self, images, features, boxes, attn, classes, out_size) -> Tensor:
+        """(k, T, H, W) bool masks of the kept queries (``QueryRoIHead.masks_at_size``)."""
+        return self.roi_head.masks_at_size(
+            features, boxes, attn, classes, images.image_sizes, out_size, self.mask_threshold
+        )
 
     def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
         """One video: whole-video (``window_size`` 0 or >= T) or windowed inference."""

@@ -1,24 +1,29 @@
-"""TeViT's query head: learned proposals refined by 6 stages of RoIAlign + STQI + dynamic conv.
+"""The query RoI head of QueryInst-style video methods (TeViT, EfficientVIS): learned proposals
+refined by stages of RoIAlign + query interaction + dynamic conv, with a dynamic mask head.
 
 Legend: B clips, T frames, F = B * T frames (clip-major), N queries, C channels, K classes,
 M ground-truth tracks of a clip, P positive (query, frame) pairs, S RoI size.
 
-Training (official ``TeViTRoIHead.forward_train``): at every stage the detached class scores and
+Training (official TeViT ``TeViTRoIHead.forward_train``): at every stage the detached class scores and
 refined boxes of each clip are matched to its ground-truth tracks once (costs averaged over each
 track's present frames); a matched query is a positive in the frames where its track is present
 and background elsewhere. Losses per stage: sigmoid focal (all F * N pairs), L1 on boxes divided by
 the frame size and GIoU (positives), V-Net dice of the label channel of the mask head run on the
 positives' detached boxes; all normalised by the number of positive pairs (averaged over workers).
 Boxes feed the next stage detached; the first stage's refinement reaches the learned proposals.
+A method may fix part of the assignment (EfficientVIS' correspondence learning: the second clip of a
+pair keeps the first clip's query for each track) and swap the stage head class (its temporal
+dynamic convolution).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.structures import BitMasks
+from detectron2.layers import paste_masks_in_image
+from detectron2.structures import BitMasks, Boxes
 from detectron2.utils import comm
 from torch import Tensor, nn
 from torchvision.ops import box_convert
@@ -30,7 +35,11 @@ from vis_core.modeling.box_losses import AVG_FACTOR_EPS, box_giou_loss, box_l1_l
 from vis_core.modeling.losses import sigmoid_focal_loss, vnet_dice_loss
 from vis_core.modeling.query_inst import DIIHead, DynamicMaskHead
 
-__all__ = ["TeViTRoIHead"]
+__all__ = ["QueryRoIHead", "FixedAssignment"]
+
+# Per clip: (queries (m,), tracks (m,)) pairs kept as given, and queries (r,) that no other track
+# may take; ``None`` for a clip assigned by the matcher alone.
+FixedAssignment = Optional[Tuple[Tensor, Tensor, Tensor]]
 
 
 def _mean_over_workers(value: float, device: torch.device) -> float:
@@ -43,8 +52,8 @@ def _mean_over_workers(value: float, device: torch.device) -> float:
     return float(t) / world
 
 
-class TeViTRoIHead(nn.Module):
-    """``bbox_head.{0..S-1}`` (:class:`DIIHead`) and ``mask_head.{0..S-1}``
+class QueryRoIHead(nn.Module):
+    """``bbox_head.{0..S-1}`` (:class:`DIIHead` or a subclass) and ``mask_head.{0..S-1}``
     (:class:`DynamicMaskHead`), with their RoI extractors, box coder and matcher."""
 
     def __init__(
@@ -78,21 +87,27 @@ class TeViTRoIHead(nn.Module):
         mask_weight: float = 8.0,
         dice_eps: float = 1e-5,
         stage_loss_weights: Sequence[float] = (1.0,) * 6,
+        bbox_head_class: type = DIIHead,
+        bbox_head_kwargs: Optional[dict] = None,
     ):
-        """See ``tevit/config.py`` for the meaning of each argument (``MODEL.TEVIT.*``)."""
+        """See TeViT's ``tevit/config.py`` for the meaning of each argument (``MODEL.TEVIT.*``);
+        ``bbox_head_class`` builds each stage (a :class:`DIIHead` subclass) with the common
+        arguments plus ``bbox_head_kwargs``."""
         super().__init__()
         if num_stages < 1 or len(stage_loss_weights) != num_stages:
             raise ValueError(
-                f"TeViT: NUM_STAGES ({num_stages}) must be >= 1 and STAGE_LOSS_WEIGHTS "
+                f"query head: NUM_STAGES ({num_stages}) must be >= 1 and STAGE_LOSS_WEIGHTS "
                 f"({list(stage_loss_weights)}) have one entry per stage"
             )
         if matcher.cost_mask > 0 or matcher.cost_dice > 0:
-            raise ValueError("TeViT: the matcher uses class and box costs only (no mask costs)")
+            raise ValueError(
+                "query head: the matcher uses class and box costs only (no mask costs)"
+            )
         self.num_classes = num_classes
         self.num_stages = num_stages
         self.hidden_dim = hidden_dim
         self.bbox_head = nn.ModuleList(
-            DIIHead(
+            bbox_head_class(
                 num_classes,
                 in_channels=hidden_dim,
                 num_heads=num_heads,
@@ -103,6 +118,7 @@ class TeViTRoIHead(nn.Module):
                 roi_feat_size=box_roi_size,
                 dropout=dropout,
                 interaction=interaction,
+                **(bbox_head_kwargs or {}),
             )
             for _ in range(num_stages)
         )
@@ -180,6 +196,50 @@ class TeViTRoIHead(nn.Module):
             boxes, queries = out["boxes"].detach(), out["queries"]
         return out
 
+    def masks_at_size(
+        self,
+        features: List[Tensor],
+        boxes: Tensor,
+        attn: Tensor,
+        classes: Tensor,
+        image_sizes: Sequence[Tuple[int, int]],
+        out_size: Tuple[int, int],
+        threshold: float,
+    ) -> Tensor:
+        """The last stage's masks of k queries in every frame, pasted at the original size.
+
+        Args:
+            features: FPN maps (T, C, H_l, W_l) of one clip.
+            boxes: (T, k, 4) the queries' last-stage boxes in each frame's input pixels.
+            attn: (T, k, C) their interaction outputs.
+            classes: (k,) the class channel of each query's mask.
+            image_sizes: T (h, w) of the resized, unpadded frames.
+            out_size: (H, W) the original size.
+            threshold: mask probability threshold.
+        Returns:
+            (k, T, H, W) bool.
+        """
+        T, k = boxes.shape[:2]
+        H, W = out_size
+        if k == 0:
+            return torch.zeros((0, T, H, W), dtype=torch.bool, device=boxes.device)
+        logits = self.mask_logits(-1, features, list(boxes), attn.flatten(0, 1))
+        logits = logits.view(T, k, *logits.shape[1:])[:, torch.arange(k), classes]  # (T, k, 2S, 2S)
+        scale = torch.tensor(
+            [[W / w, H / h, W / w, H / h] for h, w in image_sizes], device=boxes.device
+        )  # (T, 4)
+        probs = logits.sigmoid().flatten(0, 1)  # (T*k, 2S, 2S)
+        boxes = (boxes * scale[:, None]).flatten(0, 1)  # (T*k, 4) at the original size
+        # a box wholly outside the frame pastes nothing (detectron2's CPU paste, which
+        # crops to the boxes' union, cannot take it)
+        inside = (boxes[:, 0] < W) & (boxes[:, 1] < H) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        pasted = torch.zeros((T * k, H, W), dtype=torch.bool, device=probs.device)
+        if inside.any():
+            pasted[inside] = paste_masks_in_image(
+                probs[inside], Boxes(boxes[inside]), (H, W), threshold=threshold
+            )
+        return pasted.view(T, k, H, W).transpose(0, 1)
+
     # ---------------------------------------------------------------- training
     def forward_train(
         self,
@@ -189,7 +249,9 @@ class TeViTRoIHead(nn.Module):
         image_whwh: Tensor,
         num_frames: int,
         targets: List[Dict[str, Tensor]],
-    ) -> Dict[str, Tensor]:
+        fixed: Optional[Sequence[FixedAssignment]] = None,
+        return_state: bool = False,
+    ):
         """
         Args:
             features: FPN maps (F, C, H_l, W_l).
@@ -200,37 +262,89 @@ class TeViTRoIHead(nn.Module):
             targets: B dicts: "labels" (M,), "boxes" (M, T, 4) absolute (x1, y1, x2, y2), "valid"
                 (M, T) bool, "masks" (M, T, H, W) bool at the padded input size (zeros in the
                 padding, as mmdet pads the masks with the images).
+            fixed: per clip, a part of the assignment kept at every stage (see
+                :data:`FixedAssignment`); the matcher assigns the other tracks to the free queries.
+            return_state: also return the last stage's outputs and assignment.
         Returns:
-            ``stage{s}_loss_{cls,bbox,iou,mask}`` for every stage, weighted.
+            ``stage{s}_loss_{cls,bbox,iou,mask}`` for every stage, weighted; with
+            ``return_state``, (losses, the last stage's :meth:`run_stage` outputs, its assignment:
+            per clip (queries (m,), tracks (m,))).
         """
         F_, N, _ = boxes.shape
         if F_ != len(targets) * num_frames:
-            raise ValueError(f"TeViT: {F_} frames for {len(targets)} clips of {num_frames} frames")
-        losses = {}
+            raise ValueError(
+                f"query head: {F_} frames for {len(targets)} clips of {num_frames} frames"
+            )
+        if fixed is not None and len(fixed) != len(targets):
+            raise ValueError(f"query head: {len(fixed)} fixed assignments for {len(targets)} clips")
+        losses, out, indices = {}, {}, []
         for stage in range(self.num_stages):
             out = self.run_stage(stage, features, boxes, queries, num_frames)
-            stage_losses = self.stage_losses(stage, features, out, image_whwh, num_frames, targets)
+            indices = self.assign(out, image_whwh, num_frames, targets, fixed)
+            stage_losses = self.stage_losses(
+                stage, features, out, image_whwh, num_frames, targets, indices
+            )
             weight = self.stage_loss_weights[stage]
             losses.update({f"stage{stage}_{k}": v * weight for k, v in stage_losses.items()})
             boxes, queries = out["boxes"].detach(), out["queries"]
-        return losses
+        return (losses, out, indices) if return_state else losses
 
-    def _positives(
-        self, out: Dict[str, Tensor], image_whwh: Tensor, num_frames: int, targets
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Match each clip once; (frame, query, clip, track) indices of the positive pairs, in
-        frame order."""
+    def assign(
+        self,
+        out: Dict[str, Tensor],
+        image_whwh: Tensor,
+        num_frames: int,
+        targets: List[Dict[str, Tensor]],
+        fixed: Optional[Sequence[FixedAssignment]] = None,
+    ) -> List[Tuple[Tensor, Tensor]]:
+        """One assignment per clip on the detached outputs: the fixed pairs of ``fixed`` as given,
+        the other tracks matched (Hungarian) to the queries neither fixed nor reserved.
+
+        Returns:
+            per clip (queries (m,), tracks (m,)) int64 on the host.
+        """
         F_, N, K = out["cls"].shape
         T = num_frames
         B = F_ // T
         logits = out["cls"].detach().view(B, T, N, K).transpose(1, 2)  # (B, N, T, K)
         norm = out["boxes"].detach() / image_whwh[:, None]  # (F, N, 4) normalised xyxy
         pred_boxes = box_convert(norm, "xyxy", "cxcywh").view(B, T, N, 4).transpose(1, 2)
-        match_targets = []
+        indices = []
         for b, t in enumerate(targets):
             tgt = box_convert(t["boxes"].to(norm) / image_whwh[b * T], "xyxy", "cxcywh")
-            match_targets.append({"labels": t["labels"], "boxes": tgt, "valid": t["valid"]})
-        indices = self.matcher({"pred_logits": logits, "pred_boxes": pred_boxes}, match_targets)
+            fix = fixed[b] if fixed is not None else None
+            if fix is None:
+                free_q = torch.arange(N)
+                free_m = torch.arange(len(t["labels"]))
+            else:
+                taken = torch.zeros(N, dtype=torch.bool)
+                taken[fix[0]] = True
+                taken[fix[2]] = True
+                done = torch.zeros(len(t["labels"]), dtype=torch.bool)
+                done[fix[1]] = True
+                free_q, free_m = (~taken).nonzero()[:, 0], (~done).nonzero()[:, 0]
+            rows = cols = torch.zeros(0, dtype=torch.long)
+            if len(free_q) and len(free_m):
+                fm = free_m.to(t["labels"].device)
+                rows, cols = self.matcher(
+                    {
+                        "pred_logits": logits[b : b + 1, free_q.to(logits.device)],
+                        "pred_boxes": pred_boxes[b : b + 1, free_q.to(logits.device)],
+                    },
+                    [{"labels": t["labels"][fm], "boxes": tgt[fm], "valid": t["valid"][fm]}],
+                )[0]
+                rows, cols = free_q[rows.cpu()], free_m[cols.cpu()]
+            if fix is not None:
+                rows, cols = torch.cat([fix[0].cpu(), rows]), torch.cat([fix[1].cpu(), cols])
+            indices.append((rows.long(), cols.long()))
+        return indices
+
+    def _positives(
+        self, indices: List[Tuple[Tensor, Tensor]], num_frames: int, num_queries: int, targets
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(frame, query, clip, track) indices of the positive pairs of an assignment (a matched
+        query in the frames where its track is present), in frame order."""
+        T, N = num_frames, num_queries
         frames, queries, clips, tracks = [], [], [], []
         for b, (rows, cols) in enumerate(indices):
             if rows.numel() == 0:
@@ -256,12 +370,14 @@ class TeViTRoIHead(nn.Module):
         image_whwh: Tensor,
         num_frames: int,
         targets: List[Dict[str, Tensor]],
+        indices: List[Tuple[Tensor, Tensor]],
     ) -> Dict[str, Tensor]:
-        """Unweighted-by-stage losses of one stage (see the module docstring)."""
+        """Unweighted-by-stage losses of one stage under the assignment ``indices`` (see
+        :meth:`assign` and the module docstring)."""
         cls = out["cls"]
         F_, N, K = cls.shape
         device = cls.device
-        frames, queries, clips, tracks = self._positives(out, image_whwh, num_frames, targets)
+        frames, queries, clips, tracks = self._positives(indices, num_frames, N, targets)
         frames_d, queries_d = frames.to(device), queries.to(device)
         num_pos = frames.numel()
         avg = _mean_over_workers(float(num_pos), device)
