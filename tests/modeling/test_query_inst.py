@@ -130,6 +130,21 @@ def test_stqi_is_spatial_then_the_same_module_over_time():
     assert head.interact(x[:1], 1).shape == (1, N, C)
 
 
+def test_temporal_mode_mixes_each_query_over_its_frames_only():
+    B, T, N, C = 1, 3, 4, 16
+    head = _head("temporal")
+    x = torch.randn(B * T, N, C)
+    base = head.interact(x, T)
+    changed = x.clone()
+    changed[1, 0] += 1.0  # query 0 in frame 1
+    out = head.interact(changed, T)
+    assert not torch.allclose(out[0, 0], base[0, 0], atol=1e-6)  # the same query, another frame
+    torch.testing.assert_close(out[:, 1:], base[:, 1:])  # the other queries: untouched
+    seq = x.transpose(0, 1)  # (N, T, C): one sequence per query
+    expected = head.attention_norm(head.attention(seq)).transpose(0, 1)
+    torch.testing.assert_close(base, expected)
+
+
 def test_stage_head_outputs_and_init():
     head = _head("stqi")
     F_, N = 6, 4
@@ -143,7 +158,7 @@ def test_stage_head_outputs_and_init():
     with pytest.raises(ValueError, match="B\\*T"):
         head.interact(torch.randn(5, N, 16), 3)
     with pytest.raises(ValueError, match="interaction"):
-        DIIHead(7, interaction="temporal")
+        DIIHead(7, interaction="spatiotemporal")
     with pytest.raises(ValueError, match="ftsa"):
         query_interaction(torch.randn(3, N, 16), 3, "ftsa", head.attention, head.attention_norm)
 

@@ -124,7 +124,7 @@ def test_bad_configs_fail_clearly():
     with pytest.raises(ValueError, match="STAGE_LOSS_WEIGHTS"):
         build_model(make_cfg(opts=TINY + ["MODEL.TEVIT.STAGE_LOSS_WEIGHTS", "[1.0]"]))
     with pytest.raises(ValueError, match="interaction"):
-        build_model(make_cfg(opts=TINY + ["MODEL.TEVIT.INTERACTION", "temporal"]))
+        build_model(make_cfg(opts=TINY + ["MODEL.TEVIT.INTERACTION", "temporal_spatial"]))
 
 
 # ---------------------------------------------------------------- training

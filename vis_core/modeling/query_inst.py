@@ -14,10 +14,12 @@ checkpoints load key for key:
 * :func:`query_interaction` - multi-head self-attention among queries, residual, then LayerNorm:
   "spatial" (the N queries of each frame; QueryInst), "stqi" (TeViT: the same module and norm over
   the N queries of each frame, then over the T frames of each query), "fused" (one attention over
-  all T * N queries of a clip; TeViT Table 5), "ftsa" (separate modules: over the T frames of each
-  query, then over the N queries of each frame; EfficientVIS).
+  all T * N queries of a clip; TeViT Table 5), "temporal" (over the T frames of each query only),
+  "ftsa" (separate modules: over the T frames of each query, then over the N queries of each frame;
+  EfficientVIS).
 * :class:`DIIHead` - one stage: interaction, dynamic conv on the RoI features, FFN, class and box
-  branches (``cls_fcs``, ``reg_fcs``, ``fc_cls``, ``fc_reg``).
+  branches (``cls_fcs``, ``reg_fcs``, ``fc_cls``, ``fc_reg``); a subclass may replace
+  :meth:`DIIHead.dynamic_interaction` (EfficientVIS' temporal dynamic convolution).
 * :class:`DynamicMaskHead` - RoIAlign features (S = 14) modulated by a dynamic conv without the
   projection, 4 x (conv 3x3, BN, ReLU), deconv 2x2 stride 2 + ReLU, per-class 1x1 logits (2S x 2S).
 """
@@ -39,7 +41,7 @@ __all__ = [
     "INTERACTION_MODES",
 ]
 
-INTERACTION_MODES = ("spatial", "stqi", "fused", "ftsa")
+INTERACTION_MODES = ("spatial", "stqi", "fused", "temporal", "ftsa")
 
 
 def _xavier_init(module: nn.Module) -> None:
@@ -210,7 +212,8 @@ def query_interaction(
         num_frames: T.
         mode: "spatial" (over the N queries of each frame), "stqi" (``attention``/``norm`` over
             the N queries of each frame, then the same modules over the T frames of each query),
-            "fused" (over the T * N queries of each clip) or "ftsa" (``temporal_attention`` /
+            "fused" (over the T * N queries of each clip), "temporal" (``attention``/``norm`` over
+            the T frames of each query only) or "ftsa" (``temporal_attention`` /
             ``temporal_norm`` over the T frames, then ``attention``/``norm`` over the N queries).
         attention, norm: residual attention ((batch, L, C) -> same) and its LayerNorm.
         temporal_attention, temporal_norm: the separate temporal modules of "ftsa".
@@ -227,6 +230,8 @@ def query_interaction(
         if temporal_attention is None or temporal_norm is None:
             raise ValueError("query interaction 'ftsa' needs temporal_attention and temporal_norm")
         x = _over_time(x, num_frames, temporal_attention, temporal_norm)
+    if mode == "temporal":
+        return _over_time(x, num_frames, attention, norm)
     if mode == "fused":
         F_, N, C = x.shape
         x = norm(attention(x.reshape(F_ // num_frames, num_frames * N, C)))  # (B, T*N, C)
@@ -294,7 +299,7 @@ class DIIHead(nn.Module):
             dynamic_feat_channels: C_f of the dynamic conv.
             roi_feat_size: S of the RoI features.
             dropout: of attention, dynamic conv output and FFN (0 in TeViT).
-            interaction: "spatial", "stqi", "fused" or "ftsa" (:func:`query_interaction`); "ftsa"
+            interaction: one of :data:`INTERACTION_MODES` (:func:`query_interaction`); "ftsa"
                 adds ``temporal_attention`` and ``temporal_attention_norm``.
             prior_prob: initial foreground probability of ``fc_cls`` (focal loss prior).
         """
@@ -339,6 +344,11 @@ class DIIHead(nn.Module):
             getattr(self, "temporal_attention_norm", None),
         )
 
+    def dynamic_interaction(self, queries: Tensor, roi_feat: Tensor, num_frames: int) -> Tensor:
+        """Sparse R-CNN's per-frame dynamic conv: (F, N, C) queries after the interaction and
+        (F*N, C, S, S) their RoI features -> (F*N, C)."""
+        return self.instance_interactive_conv(queries.flatten(0, 1), roi_feat)
+
     def forward(
         self, roi_feat: Tensor, proposal_feat: Tensor, num_frames: int
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -358,7 +368,7 @@ class DIIHead(nn.Module):
             )
         attn_feats = self.interact(proposal_feat, num_frames)  # (F, N, C)
         feats = attn_feats.reshape(F_ * N, C)
-        dyn = self.instance_interactive_conv(feats, roi_feat)  # (F*N, C)
+        dyn = self.dynamic_interaction(attn_feats, roi_feat, num_frames)  # (F*N, C)
         obj = self.instance_interactive_conv_norm(
             feats + self.instance_interactive_conv_dropout(dyn)
         )

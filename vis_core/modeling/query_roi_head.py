@@ -35,7 +35,12 @@ from vis_core.modeling.box_losses import AVG_FACTOR_EPS, box_giou_loss, box_l1_l
 from vis_core.modeling.losses import sigmoid_focal_loss, vnet_dice_loss
 from vis_core.modeling.query_inst import DIIHead, DynamicMaskHead
 
-__all__ = ["QueryRoIHead", "FixedAssignment"]
+__all__ = [
+    "FixedAssignment",
+    "QueryRoIHead",
+    "build_query_roi_head",
+    "check_query_head_features",
+]
 
 # Per clip: (queries (m,), tracks (m,)) pairs kept as given, and queries (r,) that no other track
 # may take; ``None`` for a clip assigned by the matcher alone.
@@ -438,3 +443,80 @@ class QueryRoIHead(nn.Module):
             cropped = BitMasks(masks.to(rois.device)).crop_and_resize(boxes, S2)
             out[sel.to(rois.device)] = cropped.to(out.dtype)
         return out
+
+
+def build_query_roi_head(node, strides: Sequence[int], **kwargs) -> QueryRoIHead:
+    """A :class:`QueryRoIHead` and its class-and-box matcher from a method's config node (the keys
+    TeViT's ``MODEL.TEVIT`` and EfficientVIS' ``MODEL.EFFICIENTVIS`` share); ``kwargs`` are passed on
+    (``bbox_head_class``, ``bbox_head_kwargs``)."""
+    matcher = VideoHungarianMatcher(
+        cost_class=node.COST_CLASS,
+        cost_mask=0.0,
+        cost_dice=0.0,
+        cost_box_l1=node.COST_BOX_L1,
+        cost_giou=node.COST_GIOU,
+        class_cost_type="focal",
+        focal_alpha=node.FOCAL_ALPHA,
+        focal_gamma=node.FOCAL_GAMMA,
+        box_l1_format="xyxy",
+    )
+    return QueryRoIHead(
+        num_classes=node.NUM_CLASSES,
+        matcher=matcher,
+        num_stages=node.NUM_STAGES,
+        hidden_dim=node.HIDDEN_DIM,
+        num_heads=node.NHEADS,
+        dim_feedforward=node.DIM_FEEDFORWARD,
+        dynamic_dim=node.DYNAMIC_DIM,
+        num_cls_fcs=node.NUM_CLS_FCS,
+        num_reg_fcs=node.NUM_REG_FCS,
+        dropout=node.DROPOUT,
+        interaction=node.INTERACTION,
+        box_roi_size=node.BOX_ROI_SIZE,
+        mask_roi_size=node.MASK_ROI_SIZE,
+        roi_sampling_ratio=node.ROI_SAMPLING_RATIO,
+        roi_finest_scale=node.ROI_FINEST_SCALE,
+        roi_level_mapping=node.ROI_LEVEL_MAPPING,
+        strides=tuple(strides),
+        num_mask_convs=node.NUM_MASK_CONVS,
+        delta_means=node.BOX_DELTA_MEANS,
+        delta_stds=node.BOX_DELTA_STDS,
+        class_weight=node.CLASS_WEIGHT,
+        focal_alpha=node.FOCAL_ALPHA,
+        focal_gamma=node.FOCAL_GAMMA,
+        box_l1_weight=node.BOX_L1_WEIGHT,
+        giou_weight=node.GIOU_WEIGHT,
+        mask_weight=node.MASK_WEIGHT,
+        dice_eps=node.DICE_EPS,
+        stage_loss_weights=node.STAGE_LOSS_WEIGHTS,
+        **kwargs,
+    )
+
+
+def check_query_head_features(
+    shapes: Dict[str, object], in_features: Sequence[str], roi_head: QueryRoIHead, node: str
+) -> None:
+    """The backbone outputs ``in_features`` with ``roi_head``'s channels and RoI strides.
+
+    Args:
+        shapes: the backbone's ``output_shape()``.
+        node: the method's config node, for the messages (e.g. "MODEL.TEVIT").
+    """
+    missing = [f for f in in_features if f not in shapes]
+    if missing:
+        raise ValueError(
+            f"{node}.IN_FEATURES names {missing}, which the backbone does not output "
+            f"(it has {sorted(shapes)}); use an FPN backbone (P2-P5)"
+        )
+    channels = sorted({shapes[f].channels for f in in_features})
+    if channels != [roi_head.hidden_dim]:
+        raise ValueError(
+            f"backbone features {list(in_features)} have {channels} channels; {node}.HIDDEN_DIM is "
+            f"{roi_head.hidden_dim} (set MODEL.FPN.OUT_CHANNELS to it)"
+        )
+    strides = tuple(shapes[f].stride for f in in_features)
+    if strides != roi_head.bbox_roi_extractor.strides:
+        raise ValueError(
+            f"backbone features {list(in_features)} have strides {strides}, the RoI extractors "
+            f"expect {roi_head.bbox_roi_extractor.strides}"
+        )

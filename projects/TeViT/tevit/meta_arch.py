@@ -25,14 +25,17 @@ from torch import Tensor, nn
 from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
 from vis_core.inference.postprocess import encode_rle, link_queries, select_top_pairs
-from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.backbone import (  # importing it registers the MsgShifT backbone
     frames_per_clip,
     is_pvt_v2_imagenet_state_dict,
     rename_pvt_v2_imagenet,
 )
 from vis_core.modeling.query_inst import EmbeddingRPNHead
-from vis_core.modeling.query_roi_head import QueryRoIHead
+from vis_core.modeling.query_roi_head import (
+    QueryRoIHead,
+    build_query_roi_head,
+    check_query_head_features,
+)
 from vis_core.modeling.video_inputs import (
     check_test_vis_args,
     normalize_and_pad,
@@ -86,25 +89,7 @@ class TeViT(nn.Module):
             window_size: frames per inference window; 0 = the whole video in one pass.
         """
         super().__init__()
-        shapes = backbone.output_shape()
-        missing = [f for f in in_features if f not in shapes]
-        if missing:
-            raise ValueError(
-                f"MODEL.TEVIT.IN_FEATURES names {missing}, which the backbone does not output "
-                f"(it has {sorted(shapes)}); use an FPN backbone (P2-P5)"
-            )
-        channels = sorted({shapes[f].channels for f in in_features})
-        if channels != [roi_head.hidden_dim]:
-            raise ValueError(
-                f"TeViT: backbone features {in_features} have {channels} channels; "
-                f"MODEL.TEVIT.HIDDEN_DIM is {roi_head.hidden_dim} (set MODEL.FPN.OUT_CHANNELS to it)"
-            )
-        strides = tuple(shapes[f].stride for f in in_features)
-        if strides != roi_head.bbox_roi_extractor.strides:
-            raise ValueError(
-                f"TeViT: backbone features {in_features} have strides {strides}, the RoI "
-                f"extractors expect {roi_head.bbox_roi_extractor.strides}"
-            )
+        check_query_head_features(backbone.output_shape(), in_features, roi_head, "MODEL.TEVIT")
         check_test_vis_args(mask_threshold, window_size, max_tracks)
         self.backbone = backbone
         self.rpn_head = rpn_head
@@ -120,49 +105,11 @@ class TeViT(nn.Module):
     def from_config(cls, cfg):
         t = cfg.MODEL.TEVIT
         backbone = build_backbone(cfg)
-        matcher = VideoHungarianMatcher(
-            cost_class=t.COST_CLASS,
-            cost_mask=0.0,
-            cost_dice=0.0,
-            cost_box_l1=t.COST_BOX_L1,
-            cost_giou=t.COST_GIOU,
-            class_cost_type="focal",
-            focal_alpha=t.FOCAL_ALPHA,
-            focal_gamma=t.FOCAL_GAMMA,
-            box_l1_format="xyxy",
-        )
         shapes = backbone.output_shape()
         strides = [shapes[f].stride for f in t.IN_FEATURES if f in shapes]
-        roi_head = QueryRoIHead(
-            num_classes=t.NUM_CLASSES,
-            matcher=matcher,
-            num_stages=t.NUM_STAGES,
-            hidden_dim=t.HIDDEN_DIM,
-            num_heads=t.NHEADS,
-            dim_feedforward=t.DIM_FEEDFORWARD,
-            dynamic_dim=t.DYNAMIC_DIM,
-            num_cls_fcs=t.NUM_CLS_FCS,
-            num_reg_fcs=t.NUM_REG_FCS,
-            dropout=t.DROPOUT,
-            interaction=t.INTERACTION,
-            box_roi_size=t.BOX_ROI_SIZE,
-            mask_roi_size=t.MASK_ROI_SIZE,
-            roi_sampling_ratio=t.ROI_SAMPLING_RATIO,
-            roi_finest_scale=t.ROI_FINEST_SCALE,
-            roi_level_mapping=t.ROI_LEVEL_MAPPING,
-            strides=strides if len(strides) == len(t.IN_FEATURES) else (4, 8, 16, 32),
-            num_mask_convs=t.NUM_MASK_CONVS,
-            delta_means=t.BOX_DELTA_MEANS,
-            delta_stds=t.BOX_DELTA_STDS,
-            class_weight=t.CLASS_WEIGHT,
-            focal_alpha=t.FOCAL_ALPHA,
-            focal_gamma=t.FOCAL_GAMMA,
-            box_l1_weight=t.BOX_L1_WEIGHT,
-            giou_weight=t.GIOU_WEIGHT,
-            mask_weight=t.MASK_WEIGHT,
-            dice_eps=t.DICE_EPS,
-            stage_loss_weights=t.STAGE_LOSS_WEIGHTS,
-        )
+        if len(strides) != len(t.IN_FEATURES):  # the model's check names the missing ones
+            strides = (4, 8, 16, 32)
+        roi_head = build_query_roi_head(t, strides)
         return {
             "backbone": backbone,
             "rpn_head": EmbeddingRPNHead(t.NUM_PROPOSALS, t.HIDDEN_DIM),
