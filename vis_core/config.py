@@ -50,7 +50,8 @@ def add_vis_config(cfg):
     # How a clip is drawn: "range" (a reference frame and others within SAMPLING_FRAME_RANGE, sorted
     # unless SAMPLING_FRAME_SHUFFLE) or "key_random" (TeViT's official sampler: a key frame with
     # objects first, then SAMPLING_FRAME_NUM - 1 other frames with objects from anywhere in the
-    # video, in random order; a video with too few such frames is skipped for another one).
+    # video, in random order; a video with too few such frames is skipped for another one) or
+    # "consecutive" (EfficientVIS: SAMPLING_FRAME_NUM consecutive frames from a random start).
     cfg.INPUT.SAMPLING_FRAME_MODE = "range"
     # A clip in which no object is visible: 0 = train on it as drawn (every query / cell towards "no
     # object", as the official Mask2Former-VIS and VISOLO code); N > 0 = draw it anew up to N times,

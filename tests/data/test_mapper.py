@@ -333,3 +333,28 @@ def test_key_random_mapper_skips_videos_with_too_few_annotated_frames(tiny_ytvis
     assert len(out["image"]) == 2 and all(d["annotations"][t] for t in out["frame_idx"])
     d["annotations"] = [a if t == 1 else [] for t, a in enumerate(d["annotations"])]
     assert mapper(d) is None
+
+
+def test_consecutive_sampling_as_efficientvis_draws_clips(tiny_ytvis):
+    """EfficientVIS' sampler: SAMPLING_FRAME_NUM consecutive frames from any start; a shorter video
+    repeats its last frame."""
+    mapper = YTVISDatasetMapper(
+        is_train=True,
+        augmentations=[],
+        image_format="BGR",
+        sampling_frame_num=4,
+        sampling_frame_mode="consecutive",
+    )
+    rng = np.random.RandomState(0)
+    starts = set()
+    for _ in range(200):
+        clip = mapper.sample_consecutive(10, rng)
+        assert clip == list(range(clip[0], clip[0] + 4))
+        starts.add(clip[0])
+    assert starts == set(range(7))  # every start 0..6 is drawn
+    assert mapper.sample_consecutive(2, rng) == [0, 1, 1, 1]
+    json_path, image_root, _ = tiny_ytvis
+    d = load_ytvis_json(json_path, image_root)[0]  # 6 frames
+    out = mapper(d)
+    assert out["frame_idx"] == list(range(out["frame_idx"][0], out["frame_idx"][0] + 4))
+    assert len(out["image"]) == len(out["instances"]) == 4

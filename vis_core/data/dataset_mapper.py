@@ -25,7 +25,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-_SAMPLING_MODES = ("range", "key_random")
+_SAMPLING_MODES = ("range", "key_random", "consecutive")
 
 
 def build_video_augmentation(cfg, is_train):
@@ -300,6 +300,17 @@ class YTVISDatasetMapper:
         picked = rng.choice(len(others), self.sampling_frame_num - 1, replace=False)
         return [key] + [int(others[i]) for i in picked]
 
+    def _sample(self, length):
+        if self.sampling_frame_mode == "consecutive":
+            return self.sample_consecutive(length)
+        return self.sample_frames(length)
+
+    def sample_consecutive(self, length, rng=np.random):
+        """EfficientVIS' clips: ``sampling_frame_num`` consecutive frames from a random start (a
+        video shorter than that repeats its last frame at the end)."""
+        start = int(rng.randint(max(length - self.sampling_frame_num, 0) + 1))
+        return [min(start + i, length - 1) for i in range(self.sampling_frame_num)]
+
     def __call__(self, dataset_dict):
         d = copy.copy(dataset_dict)  # the frames and annotations are read, never modified
         length = d["length"]
@@ -328,12 +339,12 @@ class YTVISDatasetMapper:
                 )
                 return None  # detectron2's MapDataset draws another video
         else:
-            frame_idx = self.sample_frames(length)
+            frame_idx = self._sample(length)
         redraws = 0
         while self.max_tries and not any(d["annotations"][t] for t in frame_idx):
             if redraws == self.max_tries:
                 return None
-            frame_idx = self.sample_frames(length)
+            frame_idx = self._sample(length)
             redraws += 1
 
         frames = [self._read_frame(d, t) for t in frame_idx]
