@@ -85,13 +85,13 @@ def test_bad_configs_fail_clearly():
 
 
 # -------------------------------------------------------------------- TDC
+@torch.no_grad()
 def test_tdc_equals_a_direct_reference_for_one_tracklet_over_three_frames():
     torch.manual_seed(0)
     C, S, T = 8, 3, 3
     conv = DynamicConv(C, 4, C, S, with_proj=True)
     q = torch.randn(T, 1, C)  # one tracklet, three frames
     rois = torch.randn(T, C, S, S)
-    torch.set_grad_enabled(False)
     got = temporal_dynamic_conv(conv, q, rois, T, radius=1)  # (T, S*S, C)
     for t in range(T):
         # the paper's sum over t' in {t-1, t, t+1} inside the clip, frame t's filters on each
@@ -116,7 +116,6 @@ def test_tdc_equals_a_direct_reference_for_one_tracklet_over_three_frames():
     torch.testing.assert_close(
         temporal_dynamic_conv(conv, q, rois, T, radius=0), conv.interact(q[:, 0], rois)
     )
-    torch.set_grad_enabled(True)
 
 
 def test_tdc_reads_the_neighbouring_frames_and_the_still_image_switch_does_not():
