@@ -141,3 +141,78 @@ def add_pvt_v2_config(cfg):
     # Stage outputs, strides 4, 8, 16, 32.
     cfg.MODEL.PVT_V2.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     return cfg
+
+
+def add_query_roi_head_config(node):
+    """Add the keys of vis_core's query RoI head (``vis_core.modeling.query_roi_head``, built by
+    ``build_query_roi_head``) to a method's config node (in place), with QueryInst's defaults as
+    TeViT's official code sets them; the method sets its own values after this (TeViT: 100
+    proposals, "stqi"; EfficientVIS: 10 tracklets, "ftsa")."""
+    # ---- Architecture ----
+    # Number of object classes K (40 on YouTube-VIS 2019/2021, 25 on OVIS); sigmoid scores.
+    node.NUM_CLASSES = 40
+    # Backbone/FPN outputs the heads read, finest first (strides 4, 8, 16, 32: P2-P5).
+    node.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    # Learned proposals (queries) N per frame.
+    node.NUM_PROPOSALS = 100
+    # Channels C of queries, RoI features and heads.
+    node.HIDDEN_DIM = 256
+    # Refinement stages of the query head (boxes, classes, masks each stage).
+    node.NUM_STAGES = 6
+    # Attention heads of the query interaction.
+    node.NHEADS = 8
+    # Hidden width of each stage's FFN.
+    node.DIM_FEEDFORWARD = 2048
+    # Inner channels C_f of the dynamic convolutions (instance interaction, mask head).
+    node.DYNAMIC_DIM = 64
+    # (Linear, LN, ReLU) blocks of the class / box branches.
+    node.NUM_CLS_FCS = 1
+    node.NUM_REG_FCS = 3
+    # Dropout of attention, dynamic conv and FFN.
+    node.DROPOUT = 0.0
+    # Query interaction (vis_core.modeling.query_inst.INTERACTION_MODES): "spatial" (QueryInst:
+    # MHSA over the queries of each frame), "stqi" (TeViT: the same MHSA + norm over the queries of
+    # each frame, then over the frames of each query), "fused" (one MHSA over all T*N queries),
+    # "temporal" (over the frames of each query only), "ftsa" (EfficientVIS: separate temporal then
+    # spatial MHSA, with their own weights).
+    node.INTERACTION = "spatial"
+    # RoIAlign output side S for the box stages and the mask head (masks are 2S x 2S).
+    node.BOX_ROI_SIZE = 7
+    node.MASK_ROI_SIZE = 14
+    # RoIAlign sampling points per bin and axis.
+    node.ROI_SAMPLING_RATIO = 2
+    # Box side mapping to the finest FPN level's upper bound (mmdet finest_scale).
+    node.ROI_FINEST_SCALE = 56.0
+    # Level epsilon: "mmdet" (the official QueryInst/TeViT code) or "detectron2" (ROIPooler's own).
+    node.ROI_LEVEL_MAPPING = "mmdet"
+    # conv 3x3 + BN + ReLU blocks of the mask head.
+    node.NUM_MASK_CONVS = 4
+    # DeltaXYWH box deltas' normalisation (means, stds).
+    node.BOX_DELTA_MEANS = [0.0, 0.0, 0.0, 0.0]
+    node.BOX_DELTA_STDS = [0.5, 0.5, 1.0, 1.0]
+    # Frames are padded to a multiple of this before the backbone.
+    node.SIZE_DIVISIBILITY = 32
+
+    # ---- Matching (clip-level Hungarian, costs averaged over a track's present frames) ----
+    # Focal class cost (FocalLossCost weight).
+    node.COST_CLASS = 2.0
+    # L1 cost on normalised (x1, y1, x2, y2) boxes (BBoxL1Cost weight).
+    node.COST_BOX_L1 = 5.0
+    # -GIoU cost (IoUCost giou weight).
+    node.COST_GIOU = 2.0
+
+    # ---- Losses (per stage, normalised by the positive (query, frame) pairs) ----
+    # Sigmoid focal class loss weight, alpha, gamma.
+    node.CLASS_WEIGHT = 2.0
+    node.FOCAL_ALPHA = 0.25
+    node.FOCAL_GAMMA = 2.0
+    # L1 loss on boxes divided by the frame's size.
+    node.BOX_L1_WEIGHT = 5.0
+    # GIoU loss weight.
+    node.GIOU_WEIGHT = 2.0
+    # V-Net dice mask loss weight and eps.
+    node.MASK_WEIGHT = 8.0
+    node.DICE_EPS = 1e-5
+    # Weight of each stage's losses (one entry per stage).
+    node.STAGE_LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    return node

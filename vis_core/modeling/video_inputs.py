@@ -14,7 +14,7 @@ import torch
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
-__all__ = ["register_pixel_stats", "normalize_and_pad", "check_test_vis_args"]
+__all__ = ["register_pixel_stats", "normalize_and_pad", "frame_whwh", "check_test_vis_args"]
 
 
 def register_pixel_stats(
@@ -52,6 +52,12 @@ def normalize_and_pad(
     device = pixel_mean.device
     normalized = [(f.to(device).float() - pixel_mean) / pixel_std for f in frames]
     return ImageList.from_tensors(normalized, size_divisibility)
+
+
+def frame_whwh(images: ImageList, device) -> Tensor:
+    """(F, 4) float32 each frame's (W, H, W, H) without the padding (query heads' box scale)."""
+    sizes = torch.tensor([(w, h, w, h) for h, w in images.image_sizes], dtype=torch.float32)
+    return sizes.to(device)
 
 
 def check_test_vis_args(

@@ -8,6 +8,8 @@ from a third-party summary, [guess] ours (QueryInst / TeViT values where the hea
 
 from detectron2.config import CfgNode as CN
 
+from vis_core.config import add_query_roi_head_config
+
 __all__ = ["add_efficientvis_config"]
 
 
@@ -20,29 +22,14 @@ def add_efficientvis_config(cfg):
     """
     cfg.MODEL.EFFICIENTVIS = CN()
     e = cfg.MODEL.EFFICIENTVIS
-    # ---- Architecture ----
-    # Number of object classes K (40 on YouTube-VIS 2019/2021, 25 on OVIS); sigmoid scores.
-    e.NUM_CLASSES = 40
-    # Backbone/FPN outputs the heads read, finest first (P2-P5) [guess].
-    e.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    # The query head's keys (vis_core.config.add_query_roi_head_config: NUM_CLASSES, IN_FEATURES,
+    # HIDDEN_DIM, NUM_STAGES (M) [summary: 6], NHEADS, DIM_FEEDFORWARD, DYNAMIC_DIM, RoI sizes, box
+    # coding, the matching costs and the loss weights) with QueryInst's / TeViT's values [guess];
+    # EfficientVIS' own:
+    add_query_roi_head_config(e)
     # Tracklets N: queries q_i (one embedding per frame) and proposals b_i (one box per frame)
     # [summary: 10].
     e.NUM_PROPOSALS = 10
-    # Channels C of queries, RoI features and heads.
-    e.HIDDEN_DIM = 256
-    # Stages M of query-video interaction [summary: 6].
-    e.NUM_STAGES = 6
-    # Attention heads of the query interaction [guess].
-    e.NHEADS = 8
-    # Hidden width of each stage's FFN (QueryInst).
-    e.DIM_FEEDFORWARD = 2048
-    # Inner channels of the dynamic convolutions (QueryInst).
-    e.DYNAMIC_DIM = 64
-    # (Linear, LN, ReLU) blocks of the class / box branches (QueryInst).
-    e.NUM_CLS_FCS = 1
-    e.NUM_REG_FCS = 3
-    # Dropout of attention, dynamic conv and FFN.
-    e.DROPOUT = 0.0
     # Query self-attention, Table 3(a): "ftsa" (the paper's factorised temporo-spatial attention:
     # temporal MHSA over each tracklet's T embeddings, then spatial MHSA over the tracklets of each
     # frame, separate weights), "spatial", "temporal", "fused" (joint over all T*N), "stqi" (TeViT's).
@@ -56,22 +43,6 @@ def add_efficientvis_config(cfg):
     # (one per tracklet, the output queries averaged over the clip's frames after each stage),
     # Table 3(f)'s baseline.
     e.TIME_SHARED_QUERIES = False
-    # RoIAlign output side for the box stages and the mask head (masks are 2S x 2S; QueryInst).
-    e.BOX_ROI_SIZE = 7
-    e.MASK_ROI_SIZE = 14
-    # RoIAlign sampling points per bin and axis.
-    e.ROI_SAMPLING_RATIO = 2
-    # Box side mapping to the finest FPN level's upper bound (mmdet finest_scale).
-    e.ROI_FINEST_SCALE = 56.0
-    # Level epsilon: "mmdet" or "detectron2" (ROIPooler's own).
-    e.ROI_LEVEL_MAPPING = "mmdet"
-    # conv 3x3 + BN + ReLU blocks of the mask head.
-    e.NUM_MASK_CONVS = 4
-    # DeltaXYWH box deltas' normalisation (means, stds).
-    e.BOX_DELTA_MEANS = [0.0, 0.0, 0.0, 0.0]
-    e.BOX_DELTA_STDS = [0.5, 0.5, 1.0, 1.0]
-    # Frames are padded to a multiple of this before the backbone.
-    e.SIZE_DIVISIBILITY = 32
 
     # ---- Clips and the hand-over between them ----
     # Frames T of a clip, in training and inference [paper: 36; 9 and 18 in Table 3(c)].
@@ -96,24 +67,4 @@ def add_efficientvis_config(cfg):
     # "hand" linking: a pair below this cosine similarity starts a new track.
     e.LINK_THRESHOLD = 0.5
 
-    # ---- Matching (clip-level Hungarian, costs averaged over a track's present frames) [guess:
-    # QueryInst's / TeViT's] ----
-    e.COST_CLASS = 2.0
-    e.COST_BOX_L1 = 5.0
-    e.COST_GIOU = 2.0
-
-    # ---- Losses per stage, normalised by the positive (tracklet, frame) pairs [guess: TeViT's] ----
-    # Sigmoid focal class loss weight, alpha, gamma.
-    e.CLASS_WEIGHT = 2.0
-    e.FOCAL_ALPHA = 0.25
-    e.FOCAL_GAMMA = 2.0
-    # L1 loss on boxes divided by the frame's size.
-    e.BOX_L1_WEIGHT = 5.0
-    # GIoU loss weight.
-    e.GIOU_WEIGHT = 2.0
-    # V-Net dice mask loss weight and eps.
-    e.MASK_WEIGHT = 8.0
-    e.DICE_EPS = 1e-5
-    # Weight of each stage's losses (one entry per stage).
-    e.STAGE_LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     return cfg

@@ -43,7 +43,12 @@ from vis_core.modeling.query_roi_head import (
     build_query_roi_head,
     check_query_head_features,
 )
-from vis_core.modeling.video_inputs import normalize_and_pad, register_pixel_stats
+from vis_core.modeling.video_inputs import (
+    check_test_vis_args,
+    frame_whwh,
+    normalize_and_pad,
+    register_pixel_stats,
+)
 
 from .stage_head import EfficientVISStageHead
 
@@ -127,11 +132,7 @@ class EfficientVIS(nn.Module):
                 f"MODEL.EFFICIENTVIS.HANDOVER_BOXES must be one of {HANDOVER_BOXES}, got "
                 f"{handover_boxes!r}"
             )
-        if max_tracks < 1 or not 0.0 <= mask_threshold <= 1.0:
-            raise ValueError(
-                f"TEST.VIS: MAX_TRACKS ({max_tracks}) must be >= 1 and MASK_THRESHOLD "
-                f"({mask_threshold}) within [0, 1]"
-            )
+        check_test_vis_args(mask_threshold, 0, max_tracks)  # clips: no WINDOW_SIZE
         self.backbone = backbone
         self.rpn_head = rpn_head
         self.roi_head = roi_head
@@ -214,8 +215,7 @@ class EfficientVIS(nn.Module):
 
     def _whwh(self, images: ImageList) -> Tensor:
         """(F, 4) each frame's (W, H, W, H) without padding."""
-        sizes = torch.tensor([(w, h, w, h) for h, w in images.image_sizes], dtype=torch.float32)
-        return sizes.to(self.device)
+        return frame_whwh(images, self.device)
 
     def handover(self, out: Dict[str, Tensor], whwh: Tensor, num_frames: int):
         """The next clip's initial boxes and queries from a clip's last-stage outputs.

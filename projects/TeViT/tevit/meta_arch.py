@@ -38,6 +38,7 @@ from vis_core.modeling.query_roi_head import (
 )
 from vis_core.modeling.video_inputs import (
     check_test_vis_args,
+    frame_whwh,
     normalize_and_pad,
     register_pixel_stats,
 )
@@ -158,8 +159,7 @@ class TeViT(nn.Module):
 
     def _whwh(self, images: ImageList) -> Tensor:
         """(F, 4) each frame's (W, H, W, H) without padding."""
-        sizes = torch.tensor([(w, h, w, h) for h, w in images.image_sizes], dtype=torch.float32)
-        return sizes.to(self.device)
+        return frame_whwh(images, self.device)
 
     def forward(self, batched_inputs: List[Dict[str, object]]):
         """See the class docstring."""
