@@ -328,3 +328,40 @@ def test_l1_format_xyxy_differs_from_cxcywh_and_is_validated():
         matcher.cost_matrix(
             torch.zeros(2, 3, 3), None, {"labels": torch.tensor([0]), "valid": torch.ones(1, 2)}
         )
+
+
+def test_knet_mask_costs_equal_the_official_formulas_on_masks_concatenated_over_time():
+    """Video K-Net's tracker assigner: focal x2 + MaskCost x1 + DiceCost x4 (pred_act) on the (T*h, w)
+    masks of a track; absent frames are empty target masks."""
+    g = torch.Generator().manual_seed(0)
+    Q, M, T, H, W, K = 4, 2, 3, 6, 5, 3
+    logits = torch.randn(Q, K, generator=g)
+    pred = torch.randn(Q, T, H, W, generator=g) * 3
+    masks = torch.rand(M, T, H, W, generator=g) > 0.6
+    masks[1, 2] = False  # track 1 absent in frame 2
+    target = {"labels": torch.tensor([2, 0]), "masks": masks}
+    matcher = VideoHungarianMatcher(
+        cost_class=2.0,
+        cost_mask=1.0,
+        cost_dice=4.0,
+        num_points=0,
+        class_cost_type="focal",
+        mask_cost_type="knet",
+    )
+    got = matcher.cost_matrix(logits, pred, target)
+    expected = torch.zeros(Q, M)
+    for q in range(Q):
+        for m in range(M):
+            t = masks[m].float().reshape(T * H, W)
+            p_dice = pred[q].sigmoid().clamp(0.001, 1.0).reshape(T * H, W)
+            p_mask = pred[q].sigmoid().clamp(0.01, 1.0).reshape(T * H, W)
+            dice = -2 * (p_dice * t).sum() / ((p_dice**2).sum() + 1e-3 + (t**2).sum() + 1e-3)
+            agree = -((p_mask * t).sum() + ((1 - p_mask) * (1 - t)).sum()) / (T * H * W)
+            p = logits[q, target["labels"][m]].sigmoid()
+            focal = 0.25 * (1 - p) ** 2 * -(p + 1e-12).log() - 0.75 * p**2 * -(1 - p + 1e-12).log()
+            expected[q, m] = 2.0 * focal + 1.0 * agree + 4.0 * dice
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="whole masks"):
+        VideoHungarianMatcher(mask_cost_type="knet", num_points=10)
+    with pytest.raises(ValueError, match="mask_cost_type"):
+        VideoHungarianMatcher(mask_cost_type="bce", num_points=0)

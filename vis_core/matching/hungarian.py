@@ -7,7 +7,8 @@ The cost of assigning prediction q to target m is
     cost_class * C_class + cost_mask * C_bce + cost_dice * C_dice
     + cost_box_l1 * C_l1 + cost_giou * C_giou,
 where the mask costs compare the two (T, H, W) mask stacks at P random points shared by all frames
-(Mask2Former-VIS) and the box costs are per-frame L1 / -GIoU averaged over the frames in which the
+(Mask2Former-VIS: sigmoid BCE and dice) or whole, concatenated over the frames (Video K-Net's tracker:
+``mask_cost_type="knet"``, K-Net's mask-agreement and dice costs), and the box costs are per-frame L1 / -GIoU averaged over the frames in which the
 target is present (clip-level query methods such as EfficientVIS). L1 compares normalised
 (cx, cy, w, h) or, as mmdet's ``BBoxL1Cost`` (TeViT), normalised (x1, y1, x2, y2). Class logits
 come per track (Q, K) or per frame (Q, T, K); per-frame class costs are averaged over the frames
@@ -29,6 +30,8 @@ from torchvision.ops import box_convert, generalized_box_iou
 from vis_core.modeling.losses import (
     pairwise_dice_cost,
     pairwise_focal_class_cost,
+    pairwise_knet_dice_cost,
+    pairwise_mask_agreement_cost,
     pairwise_sigmoid_ce_cost,
 )
 from vis_core.modeling.point_sampling import sample_video_points
@@ -41,6 +44,8 @@ _CLASS_COST_TYPES = ("softmax", "focal")
 
 
 _L1_FORMATS = ("cxcywh", "xyxy")
+
+_MASK_COST_TYPES = ("mask2former", "knet")
 
 
 def _frame_average(cost: Tensor, valid: Tensor) -> Tensor:
@@ -104,6 +109,7 @@ class VideoHungarianMatcher(nn.Module):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         box_l1_format: str = "cxcywh",
+        mask_cost_type: str = "mask2former",
     ):
         """
         Args:
@@ -119,6 +125,10 @@ class VideoHungarianMatcher(nn.Module):
             focal_alpha, focal_gamma: focal cost parameters.
             box_l1_format: "cxcywh" (DETR) or "xyxy" (mmdet's ``BBoxL1Cost``, TeViT), both
                 normalised by the image size.
+            mask_cost_type: "mask2former" (``cost_mask`` = mean sigmoid BCE, ``cost_dice`` = dice
+                with +1 smoothing) or "knet" (K-Net's ``MaskCost`` and ``DiceCost`` with
+                ``pred_act``: minus the mean pixel agreement, minus the V-Net dice ratio; whole
+                masks only, ``num_points`` 0).
         """
         super().__init__()
         if class_cost_type not in _CLASS_COST_TYPES:
@@ -142,6 +152,16 @@ class VideoHungarianMatcher(nn.Module):
             )
         if num_points < 0:
             raise ValueError(f"VideoHungarianMatcher: num_points must be >= 0, got {num_points}")
+        if mask_cost_type not in _MASK_COST_TYPES:
+            raise ValueError(
+                f"VideoHungarianMatcher: mask_cost_type must be one of {_MASK_COST_TYPES}, "
+                f"got {mask_cost_type!r}"
+            )
+        if mask_cost_type == "knet" and num_points > 0:
+            raise ValueError(
+                "VideoHungarianMatcher: mask_cost_type 'knet' compares whole masks: num_points "
+                f"must be 0, got {num_points}"
+            )
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice
@@ -152,12 +172,13 @@ class VideoHungarianMatcher(nn.Module):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.box_l1_format = box_l1_format
+        self.mask_cost_type = mask_cost_type
 
     @classmethod
     def from_config(cls, cfg, node: str = "MODEL.MASK_FORMER"):
         """Reads Mask2Former's key names under ``node``: CLASS_WEIGHT, MASK_WEIGHT, DICE_WEIGHT,
         TRAIN_NUM_POINTS, and where present BOX_L1_WEIGHT, GIOU_WEIGHT, CLASS_COST_TYPE,
-        FOCAL_ALPHA, FOCAL_GAMMA, BOX_L1_FORMAT. Call as ``VideoHungarianMatcher(cfg, node="MODEL.MY_METHOD")``.
+        FOCAL_ALPHA, FOCAL_GAMMA, BOX_L1_FORMAT, MASK_COST_TYPE. Call as ``VideoHungarianMatcher(cfg, node="MODEL.MY_METHOD")``.
         """
         section = cfg
         for part in node.split("."):
@@ -182,6 +203,7 @@ class VideoHungarianMatcher(nn.Module):
             "focal_alpha": section.get("FOCAL_ALPHA", 0.25),
             "focal_gamma": section.get("FOCAL_GAMMA", 2.0),
             "box_l1_format": section.get("BOX_L1_FORMAT", "cxcywh"),
+            "mask_cost_type": section.get("MASK_COST_TYPE", "mask2former"),
         }
 
     @property
@@ -290,10 +312,13 @@ class VideoHungarianMatcher(nn.Module):
                 size = pred_masks.shape[-2:]
                 tgt_pts = F.interpolate(tgt_masks, size=size, mode="nearest").flatten(1)
                 pred_pts = pred_masks.float().flatten(1)
+            knet = self.mask_cost_type == "knet"
             if self.cost_mask > 0:
-                cost = cost + self.cost_mask * pairwise_sigmoid_ce_cost(pred_pts, tgt_pts)
+                mask_cost = pairwise_mask_agreement_cost if knet else pairwise_sigmoid_ce_cost
+                cost = cost + self.cost_mask * mask_cost(pred_pts, tgt_pts)
             if self.cost_dice > 0:
-                cost = cost + self.cost_dice * pairwise_dice_cost(pred_pts, tgt_pts)
+                dice_cost = pairwise_knet_dice_cost if knet else pairwise_dice_cost
+                cost = cost + self.cost_dice * dice_cost(pred_pts, tgt_pts)
 
         if self.uses_boxes:
             if pred_boxes is None or "boxes" not in target:

@@ -18,6 +18,8 @@ __all__ = [
     "sigmoid_ce_loss",
     "sigmoid_focal_loss",
     "pairwise_dice_cost",
+    "pairwise_knet_dice_cost",
+    "pairwise_mask_agreement_cost",
     "pairwise_sigmoid_ce_cost",
     "pairwise_focal_class_cost",
     "vnet_dice_loss",
@@ -90,6 +92,43 @@ def pairwise_sigmoid_ce_cost(inputs: Tensor, targets: Tensor) -> Tensor:
     neg = F.softplus(inputs)  # -log(1 - sigmoid(x))
     cost = torch.einsum("nk,mk->nm", pos, targets) + torch.einsum("nk,mk->nm", neg, 1 - targets)
     return cost / max(K, 1)
+
+
+def pairwise_knet_dice_cost(inputs: Tensor, targets: Tensor, eps: float = 1e-3) -> Tensor:
+    """K-Net's ``DiceCost`` (``pred_act=True``) between every prediction and every target:
+    -2 sum(p t) / (sum(p^2) + eps + sum(t^2) + eps), p = sigmoid(x) clamped to [0.001, 1]
+    (the constant 1 of a dice loss is left out, as there; it does not change a matching).
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (M, K) binary targets.
+    Returns:
+        (N, M) costs.
+    """
+    probs = inputs.float().flatten(1).sigmoid().clamp(min=0.001, max=1.0)
+    targets = targets.flatten(1).to(probs.dtype)
+    numerator = 2 * torch.einsum("nk,mk->nm", probs, targets)
+    denominator = ((probs * probs).sum(-1) + eps)[:, None] + ((targets * targets).sum(-1) + eps)[
+        None
+    ]
+    return -numerator / denominator
+
+
+def pairwise_mask_agreement_cost(inputs: Tensor, targets: Tensor) -> Tensor:
+    """K-Net's ``MaskCost`` (``pred_act=True``) between every prediction and every target: minus the
+    mean agreement p t + (1 - p)(1 - t) over the K pixels, p = sigmoid(x) clamped to [0.01, 1].
+
+    Args:
+        inputs: (N, K) mask logits.
+        targets: (M, K) binary targets.
+    Returns:
+        (N, M) costs.
+    """
+    probs = inputs.float().flatten(1).sigmoid().clamp(min=0.01, max=1.0)
+    targets = targets.flatten(1).to(probs.dtype)
+    pos = torch.einsum("nk,mk->nm", probs, targets)
+    neg = torch.einsum("nk,mk->nm", 1 - probs, 1 - targets)
+    return -(pos + neg) / max(probs.shape[1], 1)
 
 
 def pairwise_focal_class_cost(
