@@ -20,6 +20,9 @@ checkpoints load key for key:
 * :class:`DIIHead` - one stage: interaction, dynamic conv on the RoI features, FFN, class and box
   branches (``cls_fcs``, ``reg_fcs``, ``fc_cls``, ``fc_reg``); a subclass may replace
   :meth:`DIIHead.dynamic_interaction` (EfficientVIS' temporal dynamic convolution).
+* :class:`ResidualAttention`, :class:`FFN`, :func:`fc_branch` - mmcv's residual multi-head
+  attention, two-layer FFN and (Linear, LN, ReLU) branches under their checkpoint names (also
+  K-Net's kernel update heads).
 * :class:`DynamicMaskHead` - RoIAlign features (S = 14) modulated by a dynamic conv without the
   projection, 4 x (conv 3x3, BN, ReLU), deconv 2x2 stride 2 + ReLU, per-class 1x1 logits (2S x 2S).
 """
@@ -34,6 +37,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "EmbeddingRPNHead",
+    "ResidualAttention",
+    "FFN",
+    "fc_branch",
     "DynamicConv",
     "query_interaction",
     "DIIHead",
@@ -170,7 +176,7 @@ class DynamicConv(nn.Module):
         return self.project(features) if self.with_proj else features
 
 
-class _ResidualAttention(nn.Module):
+class ResidualAttention(nn.Module):
     """x + MHSA(x) (mmcv ``MultiheadAttention`` adds the identity itself); ``attn`` holds the
     fused ``in_proj_weight`` (3C, C) and ``out_proj`` of the checkpoints."""
 
@@ -242,7 +248,7 @@ def query_interaction(
     return x
 
 
-class _FFN(nn.Module):
+class FFN(nn.Module):
     """mmcv ``FFN`` with two fcs: x + fc2(drop(ReLU(fc1(x)))); names ``layers.0.0``, ``layers.1``."""
 
     def __init__(self, embed_dims: int, feedforward_channels: int, dropout: float = 0.0):
@@ -261,7 +267,7 @@ class _FFN(nn.Module):
         return x + self.layers(x)
 
 
-def _fc_branch(channels: int, num_fcs: int) -> nn.ModuleList:
+def fc_branch(channels: int, num_fcs: int) -> nn.ModuleList:
     """num_fcs x (Linear without bias, LayerNorm, ReLU), flat as mmdet lists them."""
     layers = nn.ModuleList()
     for _ in range(num_fcs):
@@ -313,21 +319,21 @@ class DIIHead(nn.Module):
                 f"DIIHead: interaction must be one of {INTERACTION_MODES}, got {interaction!r}"
             )
         self.interaction = interaction
-        self.attention = _ResidualAttention(in_channels, num_heads, dropout)
+        self.attention = ResidualAttention(in_channels, num_heads, dropout)
         self.attention_norm = nn.LayerNorm(in_channels)
         if interaction == "ftsa":
-            self.temporal_attention = _ResidualAttention(in_channels, num_heads, dropout)
+            self.temporal_attention = ResidualAttention(in_channels, num_heads, dropout)
             self.temporal_attention_norm = nn.LayerNorm(in_channels)
         self.instance_interactive_conv = DynamicConv(
             in_channels, dynamic_feat_channels, in_channels, roi_feat_size, with_proj=True
         )
         self.instance_interactive_conv_dropout = nn.Dropout(dropout)
         self.instance_interactive_conv_norm = nn.LayerNorm(in_channels)
-        self.ffn = _FFN(in_channels, feedforward_channels, dropout)
+        self.ffn = FFN(in_channels, feedforward_channels, dropout)
         self.ffn_norm = nn.LayerNorm(in_channels)
-        self.cls_fcs = _fc_branch(in_channels, num_cls_fcs)
+        self.cls_fcs = fc_branch(in_channels, num_cls_fcs)
         self.fc_cls = nn.Linear(in_channels, num_classes)
-        self.reg_fcs = _fc_branch(in_channels, num_reg_fcs)
+        self.reg_fcs = fc_branch(in_channels, num_reg_fcs)
         self.fc_reg = nn.Linear(in_channels, 4)
         _xavier_init(self)
         nn.init.constant_(self.fc_cls.bias, -math.log((1 - prior_prob) / prior_prob))

@@ -1,0 +1,64 @@
+"""Video K-Net project (in progress): the kernel update stage against the official formulas and
+under the official checkpoint's names and shapes."""
+
+import torch
+from torch import nn
+from video_knet import KernelUpdateHead, KernelUpdator
+
+from tests.projects.official_checkpoints import official_layout
+
+
+def _official(prefix):
+    layout = official_layout("video_knet")
+    return {k[len(prefix) :]: tuple(v) for k, v in layout.items() if k.startswith(prefix)}
+
+
+def _ours(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def test_stage_names_and_shapes_are_the_official_checkpoints():
+    roi = nn.ModuleList(KernelUpdateHead(40) for _ in range(3))
+    assert _ours(roi) == _official("roi_head.mask_head.")
+    assert _ours(KernelUpdateHead(40)) == _official("tracker.mask_head.0.")
+    # the tracker's last stage has no class branch
+    assert _ours(KernelUpdateHead(40, with_cls=False)) == _official("tracker.mask_head.2.")
+
+
+def test_kernel_updator_equals_the_official_formula():
+    torch.manual_seed(0)
+    R, C = 5, 16
+    up = KernelUpdator(C, C, C).eval()
+    x_feat, kernels = torch.randn(R, C), torch.randn(R, C)
+    with torch.no_grad():
+        got = up(x_feat, kernels)
+        # knet/kernel_updator.py, written out: gates from the product of the two projections
+        params = up.dynamic_layer(x_feat)
+        inputs = up.input_layer(kernels)
+        gate = inputs[:, :C] * params[:, :C]
+        ig = torch.sigmoid(up.input_norm_in(up.input_gate(gate)))
+        ug = torch.sigmoid(up.norm_in(up.update_gate(gate)))
+        feats = ug * up.norm_out(params[:, -C:]) + ig * up.input_norm_out(inputs[:, -C:])
+        expected = torch.relu(up.fc_norm(up.fc_layer(feats)))
+    torch.testing.assert_close(got, expected)
+
+
+def test_stage_gathers_with_hard_masks_updates_and_predicts():
+    torch.manual_seed(0)
+    B, N, C, H, W = 2, 4, 16, 6, 8
+    head = KernelUpdateHead(3, in_channels=C, num_heads=2, feedforward_channels=32).eval()
+    x, kernels = torch.randn(B, C, H, W), torch.randn(B, N, C)
+    masks = torch.full((B, N, 3, 4), -5.0)
+    masks[:, 0, :2, :2] = 5.0  # kernel 0 covers the top-left quarter (after resizing)
+    cls, new_masks, new_kernels = head(x, kernels, masks)
+    assert cls.shape == (B, N, 3) and new_masks.shape == (B, N, H, W)
+    assert new_kernels.shape == (B, N, C)
+    gathered = head.gather(head.transform(x), masks)
+    xt = head.transform(x)
+    torch.testing.assert_close(gathered[:, 0], xt[:, :, :4, :4].sum((-2, -1)))
+    torch.testing.assert_close(gathered[:, 1], torch.zeros(B, C))  # an empty mask gathers 0
+    # the mask branch is a 1x1 conv of the transformed features with the new kernels
+    k = head.fc_mask(head.mask_fcs[2](head.mask_fcs[1](head.mask_fcs[0](new_kernels))))
+    torch.testing.assert_close(new_masks[0, 1], (k[0, 1][:, None, None] * xt[0]).sum(0))
+    (cls.sum() + new_masks.sum()).backward()
+    assert head.kernel_update_conv.dynamic_layer.weight.grad.abs().sum() > 0
