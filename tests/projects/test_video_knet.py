@@ -3,7 +3,7 @@ under the official checkpoint's names and shapes."""
 
 import torch
 from torch import nn
-from video_knet import KernelUpdateHead, KernelUpdator
+from video_knet import ConvKernelHead, KernelUpdateHead, KernelUpdator
 
 from tests.projects.official_checkpoints import official_layout
 
@@ -23,6 +23,27 @@ def test_stage_names_and_shapes_are_the_official_checkpoints():
     assert _ours(KernelUpdateHead(40)) == _official("tracker.mask_head.0.")
     # the tracker's last stage has no class branch
     assert _ours(KernelUpdateHead(40, with_cls=False)) == _official("tracker.mask_head.2.")
+
+
+def test_kernel_head_names_and_shapes_are_the_official_checkpoints():
+    assert _ours(ConvKernelHead(40)) == _official("rpn_head.")
+
+
+def test_kernel_head_makes_stride_8_features_and_kernels_from_their_masks():
+    torch.manual_seed(0)
+    C, N, H, W = 64, 6, 64, 96
+    head = ConvKernelHead(3, num_proposals=N, channels=C).eval()
+    feats = [torch.randn(2, C, H // s, W // s) for s in (4, 8, 16, 32)]
+    kernels, masks, x = head(feats)
+    assert kernels.shape == (2, N, C) and masks.shape == (2, N, H // 8, W // 8)
+    assert x.shape == (2, C, H // 8, W // 8)
+    hard = (masks.sigmoid() > 0.5).float()
+    expected = head.init_kernels.weight.flatten(1)[None] + torch.einsum("bnhw,bchw->bnc", hard, x)
+    torch.testing.assert_close(kernels, expected)
+    # P5 (with its position encoding) reaches the stride-8 features
+    changed = [f.clone() for f in feats]
+    changed[3] += 1.0
+    assert not torch.allclose(head(changed)[2], x)
 
 
 def test_kernel_updator_equals_the_official_formula():
