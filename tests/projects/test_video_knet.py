@@ -79,7 +79,38 @@ def test_stage_gathers_with_hard_masks_updates_and_predicts():
     torch.testing.assert_close(gathered[:, 0], xt[:, :, :4, :4].sum((-2, -1)))
     torch.testing.assert_close(gathered[:, 1], torch.zeros(B, C))  # an empty mask gathers 0
     # the mask branch is a 1x1 conv of the transformed features with the new kernels
-    k = head.fc_mask(head.mask_fcs[2](head.mask_fcs[1](head.mask_fcs[0](new_kernels))))
+    k = head.mask_kernels(new_kernels)
     torch.testing.assert_close(new_masks[0, 1], (k[0, 1][:, None, None] * xt[0]).sum(0))
     (cls.sum() + new_masks.sum()).backward()
     assert head.kernel_update_conv.dynamic_layer.weight.grad.abs().sum() > 0
+
+
+def test_tracker_stages_share_one_kernel_over_the_clip_then_refine_per_frame():
+    torch.manual_seed(0)
+    B, T, N, C, H, W = 2, 3, 4, 16, 5, 6
+    x = torch.randn(B, T, C, H, W)
+    masks = torch.randn(B, T, N, H, W) * 4
+    kernels = torch.randn(B, N, C)
+    head = KernelUpdateHead(3, in_channels=C, num_heads=2, feedforward_channels=32).eval()
+    cls, tube, video_kernels = head.forward_clip(x, kernels, masks)
+    assert cls.shape == (B, N, 3) and tube.shape == (B, T, N, H, W)
+    # the group feature is the mean over the frames of each frame's gathered feature
+    xt = head.transform(x.flatten(0, 1))
+    per_frame = head.gather(xt, masks.flatten(0, 1)).view(B, T, N, C)
+    torch.testing.assert_close(video_kernels, head.update(per_frame.mean(1), kernels))
+    # one kernel segments every frame
+    k = head.mask_kernels(video_kernels)
+    torch.testing.assert_close(
+        tube[1, 2], torch.einsum("nc,chw->nhw", k[1], xt.view(B, T, C, H, W)[1, 2])
+    )
+    # the last stage: per-frame kernels, no class; a frame's kernels see only that frame
+    last = KernelUpdateHead(3, in_channels=C, num_heads=2, feedforward_channels=32, with_cls=False)
+    last.eval()
+    frame_kernels = video_kernels[:, None].expand(B, T, N, C)
+    none, tube2, k2 = last.forward_clip(x, frame_kernels, tube)
+    assert none is None and tube2.shape == (B, T, N, H, W) and k2.shape == (B, T, N, C)
+    x_changed = x.clone()
+    x_changed[:, 0] += 1.0
+    _, tube3, _ = last.forward_clip(x_changed, frame_kernels, tube)
+    torch.testing.assert_close(tube3[:, 1:], tube2[:, 1:])
+    assert not torch.allclose(tube3[:, 0], tube2[:, 0])

@@ -160,38 +160,80 @@ class KernelUpdateHead(nn.Module):
         obj = self.attention_norm(self.attention(obj.view(B, N, C)))
         return self.ffn_norm(self.ffn(obj))
 
-    def heads(self, kernels: Tensor, x: Tensor) -> Tuple[Optional[Tensor], Tensor]:
-        """Class logits (B, N, K) (None without a class branch) and mask logits (B, N, H, W) of the
-        updated kernels (B, N, C) on the transformed features ``x`` (B, C, H, W)."""
-        cls = None
-        if self.with_cls:
-            cls_feat = kernels
-            for layer in self.cls_fcs:
-                cls_feat = layer(cls_feat)
-            cls = self.fc_cls(cls_feat)
+    def classify(self, kernels: Tensor) -> Tensor:
+        """(..., N, C) kernels -> (..., N, K) class logits."""
+        if not self.with_cls:
+            raise RuntimeError("KernelUpdateHead: built without a class branch (with_cls=False)")
+        cls_feat = kernels
+        for layer in self.cls_fcs:
+            cls_feat = layer(cls_feat)
+        return self.fc_cls(cls_feat)
+
+    def mask_kernels(self, kernels: Tensor) -> Tensor:
+        """(..., N, C) kernels -> (..., N, C) the 1x1 conv kernels of their masks."""
         mask_feat = kernels
         for layer in self.mask_fcs:
             mask_feat = layer(mask_feat)
-        mask_kernels = self.fc_mask(mask_feat)  # (B, N, C): 1x1 conv kernels
-        return cls, torch.einsum("bnc,bchw->bnhw", mask_kernels, x)
+        return self.fc_mask(mask_feat)
 
     def forward(
         self, x: Tensor, kernels: Tensor, mask_logits: Tensor
     ) -> Tuple[Optional[Tensor], Tensor, Tensor]:
-        """
+        """One per-frame stage (``roi_head.mask_head.{s}``).
+
         Args:
             x: (B, C, H, W) the kernel head's features (stride 8).
             kernels: (B, N, C) the previous stage's kernels.
             mask_logits: (B, N, h, w) the previous stage's mask logits.
         Returns:
-            cls (B, N, K) logits or None, mask logits (B, N, H, W), kernels (B, N, C).
+            cls (B, N, K) logits (None without a class branch), mask logits (B, N, H, W),
+            kernels (B, N, C).
         """
-        if kernels.dim() != 3 or kernels.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"KernelUpdateHead: kernels must be (B, N, {self.in_channels}), got "
-                f"{tuple(kernels.shape)}"
-            )
+        self._check(kernels, 3)
         x = self.transform(x)
         kernels = self.update(self.gather(x, mask_logits), kernels)
-        cls, masks = self.heads(kernels, x)
+        cls = self.classify(kernels) if self.with_cls else None
+        masks = torch.einsum("bnc,bchw->bnhw", self.mask_kernels(kernels), x)
         return cls, masks, kernels
+
+    def forward_clip(
+        self, x: Tensor, kernels: Tensor, mask_logits: Tensor
+    ) -> Tuple[Optional[Tensor], Tensor, Tensor]:
+        """One tracker stage (``tracker.mask_head.{s}``, official ``KernelUpdateHeadVideo``) on the
+        T frames of each clip.
+
+        Args:
+            x: (B, T, C, H, W) the kernel head's features of every frame.
+            kernels: (B, N, C), one kernel per object for the whole clip (stages 0-1: each kernel's
+                group features are gathered frame by frame and averaged over the frames; one update;
+                the new kernel segments every frame), or (B, T, N, C), one per frame (the last
+                stage: updated frame by frame, MHSA within each frame, no class).
+            mask_logits: (B, T, N, h, w) the previous stage's masks.
+        Returns:
+            cls (B, N, K) logits (None for per-frame kernels), mask logits (B, T, N, H, W), kernels
+            of the same shape as given.
+        """
+        B, T, C, H, W = x.shape
+        x = self.transform(x.flatten(0, 1))  # (B*T, C, H, W)
+        gathered = self.gather(x, mask_logits.flatten(0, 1))  # (B*T, N, C)
+        x = x.view(B, T, C, H, W)
+        if kernels.dim() == 3:
+            self._check(kernels, 3)
+            N = kernels.shape[1]
+            kernels = self.update(gathered.view(B, T, N, C).mean(1), kernels)  # (B, N, C)
+            cls = self.classify(kernels) if self.with_cls else None
+            masks = torch.einsum("bnc,btchw->btnhw", self.mask_kernels(kernels), x)
+            return cls, masks, kernels
+        self._check(kernels, 4)
+        N = kernels.shape[2]
+        kernels = self.update(gathered, kernels.flatten(0, 1)).view(B, T, N, C)
+        masks = torch.einsum("btnc,btchw->btnhw", self.mask_kernels(kernels), x)
+        return None, masks, kernels
+
+    def _check(self, kernels: Tensor, dims: int) -> None:
+        if kernels.dim() != dims or kernels.shape[-1] != self.in_channels:
+            shape = "(B, N, C)" if dims == 3 else "(B, T, N, C)"
+            raise ValueError(
+                f"KernelUpdateHead: kernels must be {shape} with C={self.in_channels}, got "
+                f"{tuple(kernels.shape)}"
+            )
