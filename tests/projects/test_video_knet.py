@@ -4,6 +4,7 @@ under the official checkpoint's names and shapes."""
 import torch
 from torch import nn
 from video_knet import ConvKernelHead, KernelUpdateHead, KernelUpdator
+from video_knet.losses import kernel_stage_losses
 
 from tests.projects.official_checkpoints import official_layout
 
@@ -114,3 +115,35 @@ def test_tracker_stages_share_one_kernel_over_the_clip_then_refine_per_frame():
     _, tube3, _ = last.forward_clip(x_changed, frame_kernels, tube)
     torch.testing.assert_close(tube3[:, 1:], tube2[:, 1:])
     assert not torch.allclose(tube3[:, 0], tube2[:, 0])
+
+
+def test_stage_losses_equal_the_official_forms():
+    torch.manual_seed(0)
+    B, N, K, L = 2, 4, 3, 10
+    cls, masks = torch.randn(B, N, K), torch.randn(B, N, L) * 2
+    labels = [torch.tensor([2, 0]), torch.zeros(0, dtype=torch.long)]
+    targets = [torch.rand(2, L).round(), torch.zeros(0, L)]
+    indices = [
+        (torch.tensor([3, 1]), torch.tensor([0, 1])),
+        (torch.zeros(0, dtype=torch.long),) * 2,
+    ]
+    losses = kernel_stage_losses(cls, masks, indices, labels, targets)
+    # focal over all 8 kernels, positives (0, 3) class 2 and (0, 1) class 0, / 2 positives
+    onehot = torch.zeros(B * N, K)
+    onehot[3, 2] = onehot[1, 0] = 1.0
+    p = cls.reshape(-1, K).sigmoid()
+    focal = -(
+        onehot * 0.25 * (1 - p) ** 2 * p.log() + (1 - onehot) * 0.75 * p**2 * (1 - p).log()
+    ).sum()
+    torch.testing.assert_close(losses["loss_cls"], 2.0 * focal / 2)
+    pred, tgt = masks[0, [3, 1]], targets[0]
+    bce = -(tgt * pred.sigmoid().log() + (1 - tgt) * (1 - pred.sigmoid()).log()).mean()
+    torch.testing.assert_close(losses["loss_mask"], bce)
+    q = pred.sigmoid()
+    d = 2 * (q * tgt).sum(1) / ((q * q).sum(1) + 1e-3 + (tgt * tgt).sum(1) + 1e-3)
+    torch.testing.assert_close(losses["loss_dice"], 4.0 * (1 - d).mean())
+    # no positives: class loss only over background, zero mask losses that keep the graph
+    empty = kernel_stage_losses(None, masks.requires_grad_(), [indices[1]] * 2, [labels[1]] * 2,
+                                [targets[1]] * 2)  # fmt: skip
+    assert set(empty) == {"loss_mask", "loss_dice"} and float(empty["loss_mask"].detach()) == 0.0
+    empty["loss_dice"].backward()
