@@ -12,6 +12,7 @@ from video_knet import ConvKernelHead, KernelUpdateHead, KernelUpdator, add_vide
 from video_knet.losses import kernel_stage_losses
 
 from tests.projects.common import (
+    decode_tracks,
     make_clip,
     make_video,
     project_cfg,
@@ -141,6 +142,28 @@ def test_inference_output(output):
     assert (out["pred_scores"][:-1] >= out["pred_scores"][1:]).all()
     with pytest.raises(ValueError, match="no frames"):
         model([{**make_video(t=1), "image": []}])
+
+
+def test_windows_equal_the_whole_video_when_one_window_covers_it_and_cover_every_frame():
+    model = tiny_model(["TEST.VIS.MAX_TRACKS", "3"])
+    model.eval()
+    video = make_video(t=5, out=(64, 96))
+    with torch.no_grad():
+        whole = model([video])[0]
+        model.window_size = 5
+        covered = model([video])[0]  # 0 < window < T only: here the whole-video path
+        model.window_size = 2
+        windowed = model([video])[0]  # windows of 2, 2, 1 frames
+    torch.testing.assert_close(covered["pred_scores"], whole["pred_scores"])
+    assert len(windowed["pred_mask_rles"]) == 3
+    assert all(len(track) == 5 for track in windowed["pred_mask_rles"])
+    masks = decode_tracks(windowed["pred_mask_rles"], 5, 64, 96)
+    assert masks.shape == (3, 5, 64, 96)
+    assert not torch.allclose(windowed["pred_scores"], whole["pred_scores"])
+    with pytest.raises(ValueError, match="WINDOW_SIZE"):
+        tiny_model(
+            ["TEST.VIS.WINDOW_SIZE", "4", "MODEL.VIDEO_KNET.INFERENCE_OUTPUT", "frame_linking"]
+        )
 
 
 def test_frame_linking_undoes_kernels_shuffled_between_frames():

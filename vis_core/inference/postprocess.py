@@ -6,12 +6,15 @@ Legend: Q queries, K classes, N kept tracks, T frames, H, W the original video s
   over the frames by the caller where they are per frame, as TeViT does);
 * :func:`encode_rle` - COCO RLEs of binary masks with the run lengths found on the masks' device;
 * :func:`link_queries` - the permutation that continues the tracks of one window in the next
-  (Hungarian matching on 1 - cosine similarity of query embeddings).
+  (Hungarian matching on 1 - cosine similarity of query embeddings);
+* :func:`link_windows` - chains the queries of consecutive windows into tracks with
+  :func:`link_queries` and sums their scores (windowed inference of offline models: TeViT, Video
+  K-Net).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-__all__ = ["encode_rle", "link_queries", "select_top_pairs"]
+__all__ = ["encode_rle", "link_queries", "link_windows", "select_top_pairs"]
 
 
 def select_top_pairs(probs: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -90,3 +93,30 @@ def link_queries(reference: Tensor, embeds: Tensor) -> Tensor:
     perm = torch.empty(len(rows), dtype=torch.long)
     perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
     return perm.to(embeds.device)
+
+
+def link_windows(windows: Iterable[Tuple[Tensor, Tensor]]) -> Tuple[List[Tensor], Tensor]:
+    """Chain the queries of consecutive windows into tracks.
+
+    Args:
+        windows: per window, in order, (embeds (Q, C), scores (Q, K)): the queries' embeddings
+            and their class scores summed over the window's frames (a generator: each window's
+            outputs can be dropped before the next one runs).
+    Returns:
+        perms: per window (Q,) long, query ``perms[w][i]`` of window w continues track i (the
+        first window's order is the tracks' order); scores (Q, K) summed over every window, in
+        track order.
+    """
+    perms: List[Tensor] = []
+    total, reference = None, None
+    for embeds, scores in windows:
+        if reference is None:
+            perm = torch.arange(embeds.shape[0], device=embeds.device)
+        else:
+            perm = link_queries(reference, embeds)
+        reference = embeds[perm]
+        total = scores[perm] if total is None else total + scores[perm]
+        perms.append(perm)
+    if total is None:
+        raise ValueError("link_windows: no windows")
+    return perms, total

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
-from vis_core.inference.postprocess import encode_rle, link_queries, select_top_pairs
+from vis_core.inference.postprocess import encode_rle, link_windows, select_top_pairs
 from vis_core.modeling.backbone import (  # importing it registers the MsgShifT backbone
     frames_per_clip,
     is_pvt_v2_imagenet_state_dict,
@@ -235,20 +235,17 @@ class TeViT(nn.Module):
         window's features and encodes RLEs window by window (memory bounded by one window)."""
         T = len(frames)
         bounds = [(s, min(s + self.window_size, T)) for s in range(0, T, self.window_size)]
-        score_sum, reference = None, None
-        kept = []  # per window: (perm, boxes (T_w, N, 4), attn (T_w, N, C)) on the host
-        for s, e in bounds:
-            _, _, out = self._run(list(frames[s:e]))
-            embeds = out["queries"].mean(0)  # (N, C)
-            perm = None if reference is None else link_queries(reference, embeds)
-            cls, boxes, attn = out["cls"], out["boxes"], out["attn"]
-            if perm is not None:
-                cls, boxes, attn, embeds = cls[:, perm], boxes[:, perm], attn[:, perm], embeds[perm]
-            reference = embeds
-            window_scores = cls.sigmoid().sum(0)  # (N, K), summed over the window's frames
-            score_sum = window_scores if score_sum is None else score_sum + window_scores
-            kept.append((boxes.cpu(), attn.cpu()))
-            del out
+        kept = []  # per window: boxes (T_w, N, 4) and attn (T_w, N, C) on the host
+
+        def windows():
+            for s, e in bounds:
+                _, _, out = self._run(list(frames[s:e]))
+                kept.append((out["boxes"].cpu(), out["attn"].cpu()))
+                # queries averaged over the window's frames; scores summed over them
+                yield out["queries"].mean(0), out["cls"].sigmoid().sum(0)
+
+        perms, score_sum = link_windows(windows())
+        kept = [(boxes[:, p.cpu()], attn[:, p.cpu()]) for (boxes, attn), p in zip(kept, perms)]
         scores, classes, queries = select_top_pairs(score_sum / T, self.max_tracks)
         rles: List[List[Optional[dict]]] = [[] for _ in range(len(queries))]
         for (s, e), (boxes, attn) in zip(bounds, kept):

@@ -21,7 +21,11 @@ Losses: ``video_knet.losses.kernel_stage_losses`` for every stage (the kernel he
 Inference (``simple_test``): the whole video as one clip; the tracker's last class scores (sigmoid)
 give the top-k (kernel, class) pairs; each pair's masks are the last stage's per-frame masks at
 stride 4, resized to the padded input, cropped to the frame and resized to the original size, then
-thresholded.
+thresholded. Long videos (ours, ``TEST.VIS.WINDOW_SIZE`` > 0): each window is one clip through the
+whole model; the windows' clip kernels (the tracker's last stage with a class) are chained into
+tracks by Hungarian matching on their cosine similarity; a track's score is the frame-weighted mean
+of its windows' scores; the kept tracks' masks come from a second pass, RLE-encoded window by window
+(memory bounded by one window).
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from torch import Tensor, nn
 
 from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, is_mmdet_detector_state_dict
-from vis_core.inference.postprocess import link_queries, select_top_pairs
+from vis_core.inference.postprocess import (
+    encode_rle,
+    link_queries,
+    link_windows,
+    select_top_pairs,
+)
 from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.video_inputs import (
     check_test_vis_args,
@@ -111,6 +120,7 @@ class VideoKNet(nn.Module):
         tracker_stage_loss_weights: Sequence[float] = (1.0, 1.0, 1.0),
         max_tracks: int = 10,
         mask_threshold: float = 0.5,
+        window_size: int = 0,
         inference_output: str = "tracker",
     ):
         """See ``video_knet/config.py`` (``MODEL.VIDEO_KNET.*``) for each argument;
@@ -148,7 +158,12 @@ class VideoKNet(nn.Module):
                 f"MODEL.VIDEO_KNET.INFERENCE_OUTPUT must be one of {INFERENCE_OUTPUTS}, got "
                 f"{inference_output!r}"
             )
-        check_test_vis_args(mask_threshold, 0, max_tracks)
+        check_test_vis_args(mask_threshold, window_size, max_tracks)
+        if window_size > 0 and inference_output != "tracker":
+            raise ValueError(
+                "TEST.VIS.WINDOW_SIZE > 0 needs MODEL.VIDEO_KNET.INFERENCE_OUTPUT 'tracker' (the "
+                f"windows are linked by the tracker's kernels), got {inference_output!r}"
+            )
         self.backbone = backbone
         self.rpn_head = rpn_head
         self.roi_head = roi_head
@@ -174,6 +189,7 @@ class VideoKNet(nn.Module):
         self.tracker_stage_loss_weights = tuple(tracker_stage_loss_weights)
         self.max_tracks = max_tracks
         self.mask_threshold = mask_threshold
+        self.window_size = window_size
         self.inference_output = inference_output
         register_pixel_stats(self, pixel_mean, pixel_std)
 
@@ -226,6 +242,7 @@ class VideoKNet(nn.Module):
             "tracker_stage_loss_weights": k.TRACKER_STAGE_LOSS_WEIGHTS,
             "max_tracks": cfg.TEST.VIS.MAX_TRACKS,
             "mask_threshold": cfg.TEST.VIS.MASK_THRESHOLD,
+            "window_size": cfg.TEST.VIS.WINDOW_SIZE,
             "inference_output": k.INFERENCE_OUTPUT,
         }
 
@@ -386,6 +403,8 @@ class VideoKNet(nn.Module):
             int(video.get("height", frames[0].shape[-2])),
             int(video.get("width", frames[0].shape[-1])),
         )
+        if 0 < self.window_size < T:
+            return self._inference_windows(frames, out_size)
         images = self._images([frames[t] for t in range(T)])
         outs, x = self.run_frames(images)
         if self.inference_output == "tracker":
@@ -408,6 +427,35 @@ class VideoKNet(nn.Module):
             "pred_classes": classes,
             "pred_masks": pred.transpose(0, 1) > self.mask_threshold,
         }
+
+    def _run_clip(self, frames: Sequence[Tensor]):
+        """One clip through the whole model: (images, the tracker stages' outputs for B = 1)."""
+        images = self._images(frames)
+        outs, x = self.run_frames(images)
+        return images, self.run_tracker(x, outs[-1][2], outs[-1][1], len(frames))
+
+    def _inference_windows(self, frames, out_size: Tuple[int, int]) -> Dict[str, object]:
+        """Windowed inference (see the module docstring): ``pred_mask_rles`` per track."""
+        T = len(frames)
+        bounds = [(s, min(s + self.window_size, T)) for s in range(0, T, self.window_size)]
+        last_cls = self.tracker_assign_stages - 1
+
+        def windows():
+            for s, e in bounds:
+                _, tracker = self._run_clip([frames[t] for t in range(s, e)])
+                cls, _, kernels = tracker[last_cls]
+                yield kernels[0], cls[0].sigmoid() * (e - s)
+
+        perms, score_sum = link_windows(windows())
+        scores, classes, tracks = select_top_pairs(score_sum / T, self.max_tracks)
+        rles: List[List[object]] = [[] for _ in range(len(tracks))]
+        for (s, e), perm in zip(bounds, perms):
+            images, tracker = self._run_clip([frames[t] for t in range(s, e)])
+            masks = tracker[-1][1][0][:, perm[tracks]]  # (T_w, k, h, w)
+            pred = self._rescale(_up2(masks), images, out_size) > self.mask_threshold
+            for n in range(len(tracks)):
+                rles[n].extend(encode_rle(pred[:, n]))
+        return {"pred_scores": scores, "pred_classes": classes, "pred_mask_rles": rles}
 
     @staticmethod
     def _rescale(masks: Tensor, images: ImageList, out_size: Tuple[int, int]) -> Tensor:
