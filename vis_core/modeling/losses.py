@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from detectron2.utils import comm
 from fvcore.nn import sigmoid_focal_loss
 from torch import Tensor
 
@@ -23,6 +24,7 @@ __all__ = [
     "pairwise_sigmoid_ce_cost",
     "pairwise_focal_class_cost",
     "vnet_dice_loss",
+    "mean_over_workers",
 ]
 
 
@@ -173,3 +175,14 @@ def vnet_dice_loss(probs: Tensor, targets: Tensor, avg_factor: float, eps: float
     denominator = (probs * probs).sum(1) + eps + (targets * targets).sum(1) + eps
     loss = 1 - numerator / denominator
     return loss.sum() / (avg_factor + float(torch.finfo(torch.float32).eps))
+
+
+def mean_over_workers(value: float, device: torch.device) -> float:
+    """mmdet's ``reduce_mean`` of a count (e.g. the positives that normalise a loss): its mean over
+    the training processes (the value itself in one process)."""
+    world = comm.get_world_size()
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return float(t) / world

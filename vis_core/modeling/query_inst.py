@@ -40,6 +40,7 @@ __all__ = [
     "ResidualAttention",
     "FFN",
     "fc_branch",
+    "xavier_init",
     "DynamicConv",
     "query_interaction",
     "DIIHead",
@@ -50,7 +51,7 @@ __all__ = [
 INTERACTION_MODES = ("spatial", "stqi", "fused", "temporal", "ftsa")
 
 
-def _xavier_init(module: nn.Module) -> None:
+def xavier_init(module: nn.Module) -> None:
     """mmdet's init of these heads: Xavier-uniform for every parameter with more than one dim."""
     for p in module.parameters():
         if p.dim() > 1:
@@ -335,7 +336,7 @@ class DIIHead(nn.Module):
         self.fc_cls = nn.Linear(in_channels, num_classes)
         self.reg_fcs = fc_branch(in_channels, num_reg_fcs)
         self.fc_reg = nn.Linear(in_channels, 4)
-        _xavier_init(self)
+        xavier_init(self)
         nn.init.constant_(self.fc_cls.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def interact(self, proposal_feat: Tensor, num_frames: int) -> Tensor:
@@ -444,7 +445,7 @@ class DynamicMaskHead(nn.Module):
         self.upsample = nn.ConvTranspose2d(channels[-1], conv_out_channels, 2, stride=2)
         self.relu = nn.ReLU(inplace=True)
         self.conv_logits = nn.Conv2d(conv_out_channels, num_classes, 1)
-        _xavier_init(self)
+        xavier_init(self)
         nn.init.constant_(self.conv_logits.bias, 0.0)
 
     def forward(self, roi_feat: Tensor, proposal_feat: Tensor) -> Tensor:

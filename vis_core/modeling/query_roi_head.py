@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from detectron2.layers import paste_masks_in_image
 from detectron2.structures import BitMasks, Boxes
-from detectron2.utils import comm
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
@@ -32,7 +31,7 @@ from vis_core.layers import MultiLevelRoIAlign
 from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.box_coder import DeltaXYWHBoxCoder
 from vis_core.modeling.box_losses import AVG_FACTOR_EPS, box_giou_loss, box_l1_loss
-from vis_core.modeling.losses import sigmoid_focal_loss, vnet_dice_loss
+from vis_core.modeling.losses import mean_over_workers, sigmoid_focal_loss, vnet_dice_loss
 from vis_core.modeling.query_inst import DIIHead, DynamicMaskHead
 
 __all__ = [
@@ -45,16 +44,6 @@ __all__ = [
 # Per clip: (queries (m,), tracks (m,)) pairs kept as given, and queries (r,) that no other track
 # may take; ``None`` for a clip assigned by the matcher alone.
 FixedAssignment = Optional[Tuple[Tensor, Tensor, Tensor]]
-
-
-def _mean_over_workers(value: float, device: torch.device) -> float:
-    """mmdet's ``reduce_mean`` of a count: its mean over the training processes."""
-    world = comm.get_world_size()
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return float(t) / world
 
 
 class QueryRoIHead(nn.Module):
@@ -385,7 +374,7 @@ class QueryRoIHead(nn.Module):
         frames, queries, clips, tracks = self._positives(indices, num_frames, N, targets)
         frames_d, queries_d = frames.to(device), queries.to(device)
         num_pos = frames.numel()
-        avg = _mean_over_workers(float(num_pos), device)
+        avg = mean_over_workers(float(num_pos), device)
         labels = torch.full((F_, N), K, dtype=torch.long, device=device)
         pos_labels = (
             torch.stack(

@@ -8,13 +8,19 @@ so they follow the model's device and never enter a checkpoint.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from detectron2.structures import ImageList
 from torch import Tensor, nn
 
-__all__ = ["register_pixel_stats", "normalize_and_pad", "frame_whwh", "check_test_vis_args"]
+__all__ = [
+    "register_pixel_stats",
+    "normalize_and_pad",
+    "frame_whwh",
+    "video_frames",
+    "check_test_vis_args",
+]
 
 
 def register_pixel_stats(
@@ -58,6 +64,18 @@ def frame_whwh(images: ImageList, device) -> Tensor:
     """(F, 4) float32 each frame's (W, H, W, H) without the padding (query heads' box scale)."""
     sizes = torch.tensor([(w, h, w, h) for h, w in images.image_sizes], dtype=torch.float32)
     return sizes.to(device)
+
+
+def video_frames(video: dict) -> Tuple[Sequence[Tensor], Tuple[int, int]]:
+    """A test-mode video dict's frames and the size (H, W) its outputs are given at (``height`` /
+    ``width``, else the first frame's); an empty video is an error naming it."""
+    frames = video["image"]
+    if len(frames) == 0:
+        raise ValueError(f"video {video.get('video_id')} has no frames")
+    return frames, (
+        int(video.get("height", frames[0].shape[-2])),
+        int(video.get("width", frames[0].shape[-1])),
+    )
 
 
 def check_test_vis_args(

@@ -48,6 +48,7 @@ from vis_core.modeling.video_inputs import (
     frame_whwh,
     normalize_and_pad,
     register_pixel_stats,
+    video_frames,
 )
 
 from .stage_head import EfficientVISStageHead
@@ -368,14 +369,8 @@ class EfficientVIS(nn.Module):
 
     def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
         """One video, clip by clip (see the module docstring)."""
-        frames = video["image"]
+        frames, out_size = video_frames(video)
         total = len(frames)
-        if total == 0:
-            raise ValueError(f"video {video.get('video_id')} has no frames")
-        out_size = (
-            int(video.get("height", frames[0].shape[-2])),
-            int(video.get("width", frames[0].shape[-1])),
-        )
         tracks: List[Dict[str, object]] = []  # "scores" (K,) summed over frames, "rles", "embed"
         active: List[int] = []  # track of each query slot of the previous clip
         state = None

@@ -27,6 +27,7 @@ from vis_core.modeling.video_inputs import (
     check_test_vis_args,
     normalize_and_pad,
     register_pixel_stats,
+    video_frames,
 )
 
 from .inference import encode_rle, link_queries, masks_to_original_size, select_top_pairs
@@ -252,14 +253,8 @@ class Mask2FormerVIS(nn.Module):
 
     def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
         """One video: whole-video (``window_size`` 0) or windowed inference."""
-        frames = video["image"]
+        frames, out_size = video_frames(video)
         T = len(frames)
-        if T == 0:
-            raise ValueError(f"video {video.get('video_id')} has no frames")
-        out_size = (
-            int(video.get("height", frames[0].shape[-2])),
-            int(video.get("width", frames[0].shape[-1])),
-        )
         if self.window_size > 0:
             return self._inference_windows(frames, out_size)
         images = self._images(frames)

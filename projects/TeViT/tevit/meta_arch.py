@@ -41,6 +41,7 @@ from vis_core.modeling.video_inputs import (
     frame_whwh,
     normalize_and_pad,
     register_pixel_stats,
+    video_frames,
 )
 
 __all__ = ["TeViT"]
@@ -198,14 +199,8 @@ class TeViT(nn.Module):
 
     def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
         """One video: whole-video (``window_size`` 0 or >= T) or windowed inference."""
-        frames = video["image"]
+        frames, out_size = video_frames(video)
         T = len(frames)
-        if T == 0:
-            raise ValueError(f"video {video.get('video_id')} has no frames")
-        out_size = (
-            int(video.get("height", frames[0].shape[-2])),
-            int(video.get("width", frames[0].shape[-1])),
-        )
         if 0 < self.window_size < T:
             return self._inference_windows(frames, out_size)
         images, features, out = self._run(list(frames))

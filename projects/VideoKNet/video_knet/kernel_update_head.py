@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vis_core.modeling.query_inst import FFN, ResidualAttention, fc_branch
+from vis_core.modeling.query_inst import FFN, ResidualAttention, fc_branch, xavier_init
 
 __all__ = ["KernelUpdator", "KernelUpdateHead"]
 
@@ -128,9 +128,7 @@ class KernelUpdateHead(nn.Module):
         """The official ``init_weights``: Xavier-uniform for every parameter with more than one dim
         (mmcv ConvModule's own Kaiming init of ``feat_transform`` is overwritten by it too), the
         focal prior on ``fc_cls``'s bias."""
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        xavier_init(self)
         if self.with_cls:
             nn.init.constant_(self.fc_cls.bias, -math.log((1 - prior_prob) / prior_prob))
 

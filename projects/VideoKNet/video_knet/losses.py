@@ -17,21 +17,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.utils import comm
 from torch import Tensor
 
-from vis_core.modeling.losses import sigmoid_focal_loss, vnet_dice_loss
+from vis_core.modeling.losses import mean_over_workers, sigmoid_focal_loss, vnet_dice_loss
 
 __all__ = ["kernel_stage_losses"]
-
-
-def _mean_over_workers(value: float, device: torch.device) -> float:
-    world = comm.get_world_size()
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return float(t) / world
 
 
 def kernel_stage_losses(
@@ -74,7 +64,7 @@ def kernel_stage_losses(
         pos_labels.append(labels[b][cols].to(device))
     rows = torch.cat(pos_rows)
     num_pos = rows.numel()
-    avg = max(_mean_over_workers(float(num_pos), device), 1.0)
+    avg = max(mean_over_workers(float(num_pos), device), 1.0)
     losses = {}
     if cls_logits is not None:
         K = cls_logits.shape[-1]

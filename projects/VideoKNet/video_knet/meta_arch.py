@@ -53,6 +53,7 @@ from vis_core.modeling.video_inputs import (
     check_test_vis_args,
     normalize_and_pad,
     register_pixel_stats,
+    video_frames,
 )
 
 from .kernel_head import ConvKernelHead
@@ -395,14 +396,8 @@ class VideoKNet(nn.Module):
     # --------------------------------------------------------------- inference
     def inference_video(self, video: Dict[str, object]) -> Dict[str, object]:
         """The whole video as one clip (official ``simple_test``)."""
-        frames = video["image"]
+        frames, out_size = video_frames(video)
         T = len(frames)
-        if T == 0:
-            raise ValueError(f"video {video.get('video_id')} has no frames")
-        out_size = (
-            int(video.get("height", frames[0].shape[-2])),
-            int(video.get("width", frames[0].shape[-1])),
-        )
         if 0 < self.window_size < T:
             return self._inference_windows(frames, out_size)
         images = self._images([frames[t] for t in range(T)])
