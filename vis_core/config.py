@@ -3,7 +3,13 @@
 import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_pvt_v2_config", "add_vis_config", "get_num_classes", "register_num_classes_key"]
+__all__ = [
+    "add_pixel_decoder_config",
+    "add_pvt_v2_config",
+    "add_vis_config",
+    "get_num_classes",
+    "register_num_classes_key",
+]
 
 # META_ARCHITECTURE -> the config key of its class count, e.g. "VISOLO" -> "MODEL.VISOLO.NUM_CLASSES".
 _NUM_CLASSES_KEYS = {}
@@ -215,4 +221,37 @@ def add_query_roi_head_config(node):
     node.DICE_EPS = 1e-5
     # Weight of each stage's losses (one entry per stage).
     node.STAGE_LOSS_WEIGHTS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    return node
+
+
+def add_pixel_decoder_config(node):
+    """Add ``node.PIXEL_DECODER``: the keys of Mask2Former's multi-scale deformable-attention pixel
+    decoder (``vis_core.modeling.pixel_decoder``, built by ``build_pixel_decoder``), with the
+    official Mask2Former defaults (Mask2Former-VIS; GMP-VIS's deformable encoder)."""
+    node.PIXEL_DECODER = CN()
+    # Backbone features read by the pixel decoder (finest first).
+    node.PIXEL_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Features the deformable-attention encoder reads (strides 8, 16, 32).
+    node.PIXEL_DECODER.TRANSFORMER_IN_FEATURES = ["res3", "res4", "res5"]
+    # Channels of the encoder and FPN convs.
+    node.PIXEL_DECODER.CONVS_DIM = 256
+    # Channels of the per-pixel mask features.
+    node.PIXEL_DECODER.MASK_DIM = 256
+    # Normalisation of the FPN convs ("GN"; "" for none).
+    node.PIXEL_DECODER.NORM = "GN"
+    # Stride of the mask features.
+    node.PIXEL_DECODER.COMMON_STRIDE = 4
+    # Deformable-attention encoder layers.
+    node.PIXEL_DECODER.ENC_LAYERS = 6
+    # Encoder attention heads.
+    node.PIXEL_DECODER.ENC_NHEADS = 8
+    # Encoder FFN width (1024, fixed in the official code).
+    node.PIXEL_DECODER.ENC_DIM_FEEDFORWARD = 1024
+    # Sampling points per head and level of the deformable attention.
+    node.PIXEL_DECODER.ENC_N_POINTS = 4
+    # Encoder dropout.
+    node.PIXEL_DECODER.DROPOUT = 0.0
+    # Deformable attention implementation: "auto" (CUDA op where built, else the PyTorch twin),
+    # "cuda" or "pytorch".
+    node.PIXEL_DECODER.DEFORM_ATTN_IMPL = "auto"
     return node

@@ -5,11 +5,11 @@ Importing the package registers the meta-architecture ``Mask2FormerVIS`` in dete
 """
 
 from vis_core.config import register_num_classes_key
+from vis_core.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 
 from .config import add_mask2former_vis_config
 from .inference import encode_rle, link_queries, masks_to_original_size, select_top_pairs
 from .meta_arch import Mask2FormerVIS, Mask2FormerVISHead
-from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
 __all__ = [

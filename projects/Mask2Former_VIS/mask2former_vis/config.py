@@ -2,6 +2,8 @@
 
 from detectron2.config import CfgNode as CN
 
+from vis_core.config import add_pixel_decoder_config
+
 __all__ = ["add_mask2former_vis_config"]
 
 
@@ -39,33 +41,8 @@ def add_mask2former_vis_config(cfg):
     # Frames are padded to a multiple of this before the backbone.
     m.SIZE_DIVISIBILITY = 32
 
-    # ---- Pixel decoder (multi-scale deformable attention, per frame) ----
-    m.PIXEL_DECODER = CN()
-    # Backbone features read by the pixel decoder (finest first).
-    m.PIXEL_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    # Features the deformable-attention encoder reads (strides 8, 16, 32).
-    m.PIXEL_DECODER.TRANSFORMER_IN_FEATURES = ["res3", "res4", "res5"]
-    # Channels of the encoder and FPN convs.
-    m.PIXEL_DECODER.CONVS_DIM = 256
-    # Channels of the per-pixel mask features.
-    m.PIXEL_DECODER.MASK_DIM = 256
-    # Normalisation of the FPN convs ("GN"; "" for none).
-    m.PIXEL_DECODER.NORM = "GN"
-    # Stride of the mask features.
-    m.PIXEL_DECODER.COMMON_STRIDE = 4
-    # Deformable-attention encoder layers.
-    m.PIXEL_DECODER.ENC_LAYERS = 6
-    # Encoder attention heads.
-    m.PIXEL_DECODER.ENC_NHEADS = 8
-    # Encoder FFN width (1024, fixed in the official code).
-    m.PIXEL_DECODER.ENC_DIM_FEEDFORWARD = 1024
-    # Sampling points per head and level of the deformable attention.
-    m.PIXEL_DECODER.ENC_N_POINTS = 4
-    # Encoder dropout.
-    m.PIXEL_DECODER.DROPOUT = 0.0
-    # Deformable attention implementation: "auto" (CUDA op where built, else the PyTorch twin),
-    # "cuda" or "pytorch".
-    m.PIXEL_DECODER.DEFORM_ATTN_IMPL = "auto"
+    # ---- Pixel decoder (multi-scale deformable attention, per frame): MODEL.MASK2FORMER_VIS.PIXEL_DECODER ----
+    add_pixel_decoder_config(m)
 
     # ---- Matching and losses ----
     # Class loss weight (and matching cost), lambda_cls.

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from vis_core.data.clip_targets import clip_length, clip_track_targets
 from vis_core.matching import VideoHungarianMatcher
 from vis_core.modeling.criterion import VideoSetCriterion
+from vis_core.modeling.pixel_decoder import MSDeformAttnPixelDecoder, build_pixel_decoder
 from vis_core.modeling.video_inputs import (
     check_test_vis_args,
     normalize_and_pad,
@@ -31,7 +32,6 @@ from vis_core.modeling.video_inputs import (
 )
 
 from .inference import encode_rle, link_queries, masks_to_original_size, select_top_pairs
-from .pixel_decoder import MSDeformAttnPixelDecoder
 from .transformer_decoder import VideoMultiScaleMaskedTransformerDecoder
 
 __all__ = ["Mask2FormerVIS", "Mask2FormerVISHead"]
@@ -60,26 +60,7 @@ class Mask2FormerVISHead(nn.Module):
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]) -> "Mask2FormerVISHead":
         m = cfg.MODEL.MASK2FORMER_VIS
         pd = m.PIXEL_DECODER
-        unknown = [f for f in pd.IN_FEATURES if f not in input_shape]
-        if unknown:
-            raise ValueError(
-                f"MODEL.MASK2FORMER_VIS.PIXEL_DECODER.IN_FEATURES names {unknown}, which the backbone "
-                f"does not output (it has {sorted(input_shape)}); set MODEL.RESNETS.OUT_FEATURES"
-            )
-        pixel_decoder = MSDeformAttnPixelDecoder(
-            {k: input_shape[k] for k in pd.IN_FEATURES},
-            transformer_in_features=list(pd.TRANSFORMER_IN_FEATURES),
-            conv_dim=pd.CONVS_DIM,
-            mask_dim=pd.MASK_DIM,
-            norm=pd.NORM,
-            transformer_dropout=pd.DROPOUT,
-            transformer_nheads=pd.ENC_NHEADS,
-            transformer_dim_feedforward=pd.ENC_DIM_FEEDFORWARD,
-            transformer_enc_layers=pd.ENC_LAYERS,
-            transformer_n_points=pd.ENC_N_POINTS,
-            common_stride=pd.COMMON_STRIDE,
-            deform_attn_impl=pd.DEFORM_ATTN_IMPL,
-        )
+        pixel_decoder = build_pixel_decoder(pd, input_shape, "MODEL.MASK2FORMER_VIS.PIXEL_DECODER")
         predictor = VideoMultiScaleMaskedTransformerDecoder(
             pd.CONVS_DIM,
             num_classes=m.NUM_CLASSES,

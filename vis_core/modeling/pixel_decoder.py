@@ -1,4 +1,5 @@
-"""The multi-scale deformable-attention pixel decoder of Mask2Former, applied frame by frame.
+"""The multi-scale deformable-attention pixel decoder of Mask2Former, applied frame by frame
+(Mask2Former-VIS; GMP-VIS reads its encoder memory as the Deformable-DETR encoder).
 
 Legend: N images (clips x frames), C channels (``conv_dim``), L transformer levels, S keys of all
 levels flattened, H, W heights and widths.
@@ -23,7 +24,12 @@ from torch import Tensor, nn
 from vis_core.layers import MSDeformAttn
 from vis_core.modeling.position_encoding import PositionEmbeddingSine
 
-__all__ = ["MSDeformAttnPixelDecoder", "MSDeformAttnEncoder", "MSDeformAttnEncoderLayer"]
+__all__ = [
+    "MSDeformAttnPixelDecoder",
+    "MSDeformAttnEncoder",
+    "MSDeformAttnEncoderLayer",
+    "build_pixel_decoder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +295,37 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 )
                 outs.append(getattr(self, self._output_names[idx])(lateral + top_down))
             return self.mask_features(outs[-1]), outs[: self.num_output_levels]
+
+
+def build_pixel_decoder(
+    pd, input_shape: Dict[str, ShapeSpec], key: str, num_output_levels: int = 3
+) -> MSDeformAttnPixelDecoder:
+    """The pixel decoder of a config node made by ``vis_core.config.add_pixel_decoder_config``.
+
+    Args:
+        pd: the ``PIXEL_DECODER`` node.
+        input_shape: the backbone's output shapes.
+        key: the node's full name, for error messages (e.g. "MODEL.MASK2FORMER_VIS.PIXEL_DECODER").
+        num_output_levels: multi-scale outputs returned, coarsest first.
+    """
+    unknown = [f for f in pd.IN_FEATURES if f not in input_shape]
+    if unknown:
+        raise ValueError(
+            f"{key}.IN_FEATURES names {unknown}, which the backbone does not output (it has "
+            f"{sorted(input_shape)}); set MODEL.RESNETS.OUT_FEATURES"
+        )
+    return MSDeformAttnPixelDecoder(
+        {k: input_shape[k] for k in pd.IN_FEATURES},
+        transformer_in_features=list(pd.TRANSFORMER_IN_FEATURES),
+        conv_dim=pd.CONVS_DIM,
+        mask_dim=pd.MASK_DIM,
+        norm=pd.NORM,
+        transformer_dropout=pd.DROPOUT,
+        transformer_nheads=pd.ENC_NHEADS,
+        transformer_dim_feedforward=pd.ENC_DIM_FEEDFORWARD,
+        transformer_enc_layers=pd.ENC_LAYERS,
+        transformer_n_points=pd.ENC_N_POINTS,
+        common_stride=pd.COMMON_STRIDE,
+        num_output_levels=num_output_levels,
+        deform_attn_impl=pd.DEFORM_ATTN_IMPL,
+    )
