@@ -176,3 +176,30 @@ def test_brute_force_directed_graphs():
         assert objective(A1, A2, B, b_only(B)) - 1e-9 <= v <= best + 1e-9
         hits += v >= best - 1e-9
     assert hits >= 6, hits  # measured with this seed: 9/12
+
+
+def test_permutation_bce_loss_balances_matched_and_unmatched_entries():
+    from vis_core.matching import permutation_bce_loss
+
+    target = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # node 1 of graph 2 unmatched
+    perfect = permutation_bce_loss(target.clone(), target)
+    assert perfect.item() < 1e-4
+    soft = torch.full((2, 3), 0.5, requires_grad=True)
+    loss = permutation_bce_loss(soft, target)
+    bce = -torch.log(torch.tensor(0.5))
+    torch.testing.assert_close(loss, 2 * bce)  # mean over positives + mean over negatives
+    torch.testing.assert_close(permutation_bce_loss(soft, target, balanced=False), bce)
+    loss.backward()
+    assert (soft.grad[target > 0] < 0).all() and (soft.grad[target == 0] > 0).all()
+    # solved assignments are differentiable end to end (a soft solver: few, short steps keep X
+    # inside the polytope; long ones saturate it to a vertex, where the gradient vanishes)
+    g = torch.Generator().manual_seed(0)
+    B = torch.randn(3, 3, generator=g).requires_grad_(True)
+    A = torch.rand(3, 3, generator=g)
+    _, X = solve_qap(A, A, B, return_soft=True, num_iters=10, step=0.3)
+    assert X.min() > 1e-6
+    permutation_bce_loss(X, torch.eye(3)).backward()
+    assert B.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="must"):
+        permutation_bce_loss(soft, target[:1])
+    assert permutation_bce_loss(torch.zeros(0, 2), torch.zeros(0, 2)).item() == 0.0

@@ -134,4 +134,69 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="labels"):
         crit(make_outputs(), bad)
     with pytest.raises(ValueError, match="unknown losses"):
-        make_criterion(losses=("labels", "boxes"))
+        make_criterion(losses=("labels", "points"))
+    with pytest.raises(ValueError, match="pred_boxes"):
+        make_criterion(losses=("labels", "boxes"))(make_outputs(), make_targets())
+
+
+def _with_boxes(outputs, targets, T=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    B, Q = outputs["pred_logits"].shape[:2]
+    outputs["pred_boxes"] = torch.rand((B, Q, T, 4), generator=g).mul(0.5).add(0.25)
+    outputs["pred_boxes"].requires_grad_(True)
+    for t in targets:
+        M = len(t["labels"])
+        t["boxes"] = torch.rand((M, T, 4), generator=g).mul(0.5).add(0.25)
+        t["valid"] = torch.ones((M, T), dtype=torch.bool)
+    targets[0]["valid"][0, 1] = False  # absent in frame 1: no box loss there
+    return outputs, targets
+
+
+def test_box_losses_cover_present_frames_of_matched_tracks():
+    from torchvision.ops import box_convert, generalized_box_iou
+
+    weights = {"loss_bbox": 5.0, "loss_giou": 2.0}
+    crit = make_criterion(weights=weights, losses=("boxes",))
+    outputs, targets = _with_boxes(make_outputs(), make_targets())
+    losses, indices = crit(outputs, targets, return_indices=True)
+    assert [q.tolist() for q, _ in indices] == [[0, 1], [0, 1]]
+    l1, giou, n = 0.0, 0.0, 0
+    for b, t in enumerate(targets):
+        for m in range(2):
+            for f in range(2):
+                if not t["valid"][m, f]:
+                    continue
+                p, g = outputs["pred_boxes"][b, m, f], t["boxes"][m, f]
+                l1 = l1 + (p - g).abs().sum()
+                px, gx = box_convert(torch.stack([p, g]), "cxcywh", "xyxy")
+                giou = giou + 1 - generalized_box_iou(px[None], gx[None])[0, 0]
+                n += 1
+    assert n == 7
+    torch.testing.assert_close(losses["loss_bbox"], 5.0 * l1 / n)
+    torch.testing.assert_close(losses["loss_giou"], 2.0 * giou / n)
+    sum(losses.values()).backward()
+    assert outputs["pred_boxes"].grad[:, 2:].abs().sum() == 0  # unmatched queries: no box loss
+    assert outputs["pred_boxes"].grad[:, :2].abs().sum() > 0
+
+
+def test_box_losses_reach_the_matcher_and_survive_empty_targets():
+    matcher = VideoHungarianMatcher(
+        cost_class=1.0, cost_mask=0.0, cost_dice=1.0, cost_box_l1=5.0, cost_giou=2.0, num_points=64
+    )
+    weights = {"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0}
+    crit = make_criterion(matcher=matcher, weights=weights, losses=("labels", "boxes"))
+    outputs, targets = _with_boxes(make_outputs(), make_targets())
+    # the true boxes at query 3 of clip 0: the box costs send target 0 there
+    outputs["pred_boxes"].data[0, 3] = targets[0]["boxes"][0]
+    _, indices = crit(outputs, targets, return_indices=True)
+    assert dict(zip(indices[0][1].tolist(), indices[0][0].tolist()))[0] == 3
+    empty = [
+        {
+            "labels": torch.zeros(0, dtype=torch.long),
+            "masks": torch.zeros(0, 2, 16, 16),
+            "boxes": torch.zeros(0, 2, 4),
+            "valid": torch.zeros(0, 2, dtype=torch.bool),
+        }
+    ] * 2
+    losses = crit(outputs, empty)
+    assert losses["loss_bbox"].item() == 0.0 and losses["loss_giou"].item() == 0.0

@@ -128,7 +128,7 @@ def test_training_step_with_and_without_ground_truth():
 def test_masked_attention_switch_in_training_and_inference(monkeypatch):
     """MASKED_ATTENTION False: every cross-attention reads the whole clip (no mask), with the same
     parameters as the masked model, in training and inference; True: masks block pixels."""
-    from mask2former_vis.transformer_decoder import CrossAttentionLayer
+    from vis_core.modeling.transformer_layers import CrossAttentionLayer
 
     seen = []
     forward = CrossAttentionLayer.forward

@@ -3,6 +3,7 @@
 from .hungarian import VideoHungarianMatcher, video_box_costs
 from .qap import (
     brute_force_qap,
+    permutation_bce_loss,
     permutation_matrix,
     qap_objective,
     relaxed_qap,
@@ -14,6 +15,7 @@ __all__ = [
     "VideoHungarianMatcher",
     "video_box_costs",
     "brute_force_qap",
+    "permutation_bce_loss",
     "permutation_matrix",
     "qap_objective",
     "relaxed_qap",

@@ -42,6 +42,7 @@ __all__ = [
     "sinkhorn",
     "log_sinkhorn",
     "permutation_matrix",
+    "permutation_bce_loss",
 ]
 
 
@@ -71,6 +72,36 @@ def permutation_matrix(perm: Tensor, n2: int) -> Tensor:
     P = torch.zeros(*perm.shape, n2 + 1, device=perm.device)
     P.scatter_(-1, torch.where(valid, perm, n2)[..., None], 1.0)
     return P[..., :n2]
+
+
+def permutation_bce_loss(soft: Tensor, target: Tensor, balanced: bool = True) -> Tensor:
+    """Binary cross-entropy between a relaxed assignment and the true one (GMP-VIS's matching loss).
+
+    Args:
+        soft: (n1, n2) relaxed assignment with entries in [0, 1] (``solve_qap(...,
+            return_soft=True)``).
+        target: (n1, n2) 0/1 true assignment (a partial permutation: rows or columns may be empty).
+        balanced: average the matched and the unmatched entries separately and add the two means
+            (class-balanced, as GMP-VIS's code weights its matching loss); else one mean.
+    Returns:
+        scalar loss (0 with the graph kept when ``soft`` is empty).
+    """
+    if soft.shape != target.shape or soft.dim() != 2:
+        raise ValueError(
+            f"permutation_bce_loss: soft {tuple(soft.shape)} and target {tuple(target.shape)} must "
+            "both be (n1, n2)"
+        )
+    if soft.numel() == 0:
+        return soft.sum() * 0.0
+    target = target.to(soft)
+    loss = torch.nn.functional.binary_cross_entropy(
+        soft.clamp(1e-6, 1 - 1e-6), target, reduction="none"
+    )
+    if not balanced:
+        return loss.mean()
+    positive = target > 0.5
+    terms = [loss[mask].mean() for mask in (positive, ~positive) if mask.any()]
+    return torch.stack(terms).sum()
 
 
 def qap_objective(A1: Tensor, A2: Tensor, B: Tensor, P: Tensor) -> Tensor:

@@ -12,6 +12,9 @@ criterion then computes
 * ``loss_mask`` and ``loss_dice``: sigmoid BCE and dice of each matched tube, frame by frame, on
   ``num_points`` points per frame chosen by uncertainty importance sampling (PointRend), summed over
   frames and divided by the number of ground-truth instances of the batch (all workers together);
+* ``loss_bbox`` and ``loss_giou`` (with "boxes" in ``losses``; VisTR, GMP-VIS): L1 of the normalised
+  (cx, cy, w, h) boxes and 1 - GIoU of each matched track in each frame where its target is present,
+  summed and divided by the number of such (track, frame) pairs of the batch (all workers together);
 * the same for every entry of ``outputs["aux_outputs"]`` (deep supervision), suffixed ``_<i>``.
 
 Losses come back already multiplied by their weights; terms without a weight are dropped. An image
@@ -27,6 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from detectron2.utils.comm import get_world_size
 from torch import Tensor, nn
+from torchvision.ops import box_convert, generalized_box_iou_loss
 
 from .losses import dice_loss, sigmoid_ce_loss
 from .point_sampling import (
@@ -64,12 +68,14 @@ class VideoSetCriterion(nn.Module):
             weight_dict: weight of each loss name; "loss_ce", "loss_mask", "loss_dice" and the
                 ``_<i>`` suffixed names of the auxiliary outputs. Names not listed are dropped.
             eos_coef: class weight of "no object" in the cross-entropy.
-            losses: which of "labels" and "masks" to compute.
+            losses: which of "labels", "masks" and "boxes" to compute ("boxes" needs
+                ``pred_boxes`` (B, Q, T, 4) and targets' ``boxes`` (M, T, 4), both normalised
+                (cx, cy, w, h), and ``valid`` (M, T)).
             num_points: P, points per frame for the mask losses.
             oversample_ratio, importance_sample_ratio: PointRend's importance sampling (3, 0.75).
         """
         super().__init__()
-        unknown = set(losses) - {"labels", "masks"}
+        unknown = set(losses) - {"labels", "masks", "boxes"}
         if unknown:
             raise ValueError(f"VideoSetCriterion: unknown losses {sorted(unknown)}")
         self.num_classes = num_classes
@@ -123,6 +129,25 @@ class VideoSetCriterion(nn.Module):
                     f"VideoSetCriterion: target {b} labels {t['labels'].tolist()} outside "
                     f"[0, {self.num_classes})"
                 )
+        if "boxes" in self.losses:
+            boxes = outputs.get("pred_boxes")
+            if boxes is None or boxes.shape != (*masks.shape[:3], 4):
+                raise ValueError(
+                    "VideoSetCriterion: the 'boxes' losses need pred_boxes (B, Q, T, 4) = "
+                    f"{(*masks.shape[:3], 4)}, got "
+                    f"{None if boxes is None else tuple(boxes.shape)}"
+                )
+            for b, t in enumerate(targets):
+                M = t["labels"].shape[0]
+                if "boxes" not in t or "valid" not in t:
+                    raise KeyError(
+                        f"VideoSetCriterion: target {b} needs 'boxes' and 'valid' for the box losses"
+                    )
+                if t["boxes"].shape != (M, T, 4) or t["valid"].shape != (M, T):
+                    raise ValueError(
+                        f"VideoSetCriterion: target {b} boxes must be ({M}, {T}, 4) and valid "
+                        f"({M}, {T}), got {tuple(t['boxes'].shape)} and {tuple(t['valid'].shape)}"
+                    )
 
     def loss_labels(self, outputs, targets, indices, num_masks) -> Dict[str, Tensor]:
         """Cross-entropy over the K+1 classes of every query."""
@@ -165,6 +190,25 @@ class VideoSetCriterion(nn.Module):
             "loss_dice": dice_loss(logits, labels, num_masks),
         }
 
+    def loss_boxes(self, outputs, targets, indices, num_masks) -> Dict[str, Tensor]:
+        """L1 and 1 - GIoU of the matched tracks' boxes in the frames where the target is present."""
+        batch_idx, src_idx = self._src_permutation(indices)
+        pred = outputs["pred_boxes"][batch_idx, src_idx].float()  # (N, T, 4)
+        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred)
+        valid = torch.cat([t["valid"][j] for t, (_, j) in zip(targets, indices)]).to(pred.device)
+        pred, tgt = pred[valid], tgt[valid]  # (P, 4) present (track, frame) pairs
+        num_boxes = self._count(float(valid.sum()), pred.device)
+        if pred.shape[0] == 0:
+            zero = outputs["pred_boxes"].sum() * 0.0
+            return {"loss_bbox": zero, "loss_giou": zero}
+        giou = generalized_box_iou_loss(
+            box_convert(pred, "cxcywh", "xyxy"), box_convert(tgt, "cxcywh", "xyxy"), reduction="sum"
+        )
+        return {
+            "loss_bbox": (pred - tgt).abs().sum() / num_boxes,
+            "loss_giou": giou / num_boxes,
+        }
+
     @staticmethod
     def _src_permutation(indices: List[Tuple[Tensor, Tensor]]) -> Tuple[Tensor, Tensor]:
         batch_idx = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
@@ -172,38 +216,51 @@ class VideoSetCriterion(nn.Module):
         return batch_idx.long(), src_idx.long()
 
     def _num_masks(self, targets: List[Dict[str, Tensor]], device) -> float:
-        num = torch.as_tensor(
-            [float(sum(len(t["labels"]) for t in targets))], dtype=torch.float, device=device
-        )
+        return self._count(float(sum(len(t["labels"]) for t in targets)), device)
+
+    @staticmethod
+    def _count(value: float, device) -> float:
+        """A normaliser: ``value`` averaged over the workers, at least 1."""
+        num = torch.as_tensor([value], dtype=torch.float, device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(num)
         return torch.clamp(num / get_world_size(), min=1).item()
 
     def _losses_of(self, outputs, targets, num_masks) -> Dict[str, Tensor]:
-        indices = self.matcher(
-            {"pred_logits": outputs["pred_logits"], "pred_masks": outputs["pred_masks"]}, targets
-        )
+        matched = {"pred_logits": outputs["pred_logits"], "pred_masks": outputs["pred_masks"]}
+        if "pred_boxes" in outputs:
+            matched["pred_boxes"] = outputs["pred_boxes"]
+        indices = self.matcher(matched, targets)
         losses = {}
         if "labels" in self.losses:
             losses.update(self.loss_labels(outputs, targets, indices, num_masks))
         if "masks" in self.losses:
             losses.update(self.loss_masks(outputs, targets, indices, num_masks))
-        return losses
+        if "boxes" in self.losses:
+            losses.update(self.loss_boxes(outputs, targets, indices, num_masks))
+        return losses, indices
 
-    def forward(self, outputs: Dict[str, object], targets: List[Dict[str, Tensor]]):
+    def forward(
+        self,
+        outputs: Dict[str, object],
+        targets: List[Dict[str, Tensor]],
+        return_indices: bool = False,
+    ):
         """
         Args:
-            outputs: "pred_logits" (B, Q, K+1), "pred_masks" (B, Q, T, H, W) and optionally
-                "aux_outputs", a list of dicts with the same two keys.
-            targets: B dicts {"labels": (M,) long in [0, K), "masks": (M, T, H', W') float/bool}.
+            outputs: "pred_logits" (B, Q, K+1), "pred_masks" (B, Q, T, H, W), optionally
+                "pred_boxes" (B, Q, T, 4) and "aux_outputs", a list of dicts with the same keys.
+            targets: B dicts {"labels": (M,) long in [0, K), "masks": (M, T, H', W') float/bool,
+                with "boxes": "boxes" (M, T, 4) normalised (cx, cy, w, h) and "valid" (M, T)}.
+            return_indices: also return the matching of the final output.
         Returns:
-            dict of weighted scalar losses.
+            dict of weighted scalar losses (and the B (pred_idx, tgt_idx) pairs of the matcher).
         """
         self._check(outputs, targets)
         num_masks = self._num_masks(targets, outputs["pred_logits"].device)
-        losses = self._losses_of(outputs, targets, num_masks)
+        losses, indices = self._losses_of(outputs, targets, num_masks)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            losses.update(
-                {f"{k}_{i}": v for k, v in self._losses_of(aux, targets, num_masks).items()}
-            )
-        return {k: v * self.weight_dict[k] for k, v in losses.items() if k in self.weight_dict}
+            aux_losses, _ = self._losses_of(aux, targets, num_masks)
+            losses.update({f"{k}_{i}": v for k, v in aux_losses.items()})
+        losses = {k: v * self.weight_dict[k] for k, v in losses.items() if k in self.weight_dict}
+        return (losses, indices) if return_indices else losses
