@@ -9,7 +9,9 @@ Legend: Q queries, K classes, N kept tracks, T frames, H, W the original video s
   (Hungarian matching on 1 - cosine similarity of query embeddings);
 * :func:`link_windows` - chains the queries of consecutive windows into tracks with
   :func:`link_queries` and sums their scores (windowed inference of offline models: TeViT, Video
-  K-Net).
+  K-Net);
+* :func:`masks_to_original_size` - mask logits at the padded input's stride to binary masks at the
+  video's size, a chunk of frames at a time (Mask2Former-VIS, GMP-VIS).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-__all__ = ["encode_rle", "link_queries", "link_windows", "select_top_pairs"]
+__all__ = [
+    "encode_rle",
+    "link_queries",
+    "link_windows",
+    "masks_to_original_size",
+    "select_top_pairs",
+]
 
 
 def select_top_pairs(probs: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -120,3 +128,37 @@ def link_windows(windows: Iterable[Tuple[Tensor, Tensor]]) -> Tuple[List[Tensor]
     if total is None:
         raise ValueError("link_windows: no windows")
     return perms, total
+
+
+def masks_to_original_size(
+    mask_logits: Tensor,
+    image_size: Tuple[int, int],
+    padded_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+    threshold: float = 0.0,
+    frame_chunk: int = 16,
+) -> Tensor:
+    """Binary masks at the original video size, computed a chunk of frames at a time.
+
+    Args:
+        mask_logits: (N, T, h, w) mask logits of the padded input.
+        image_size: (height, width) of the resized frames without padding.
+        padded_size: (height, width) of the padded input.
+        output_size: (H, W) of the original video.
+        threshold: logit threshold (0 = probability 0.5).
+        frame_chunk: frames upsampled together.
+    Returns:
+        (N, T, H, W) bool, on the device of ``mask_logits``.
+    """
+    N, T = mask_logits.shape[:2]
+    H, W = output_size
+    out = torch.empty((N, T, H, W), dtype=torch.bool, device=mask_logits.device)
+    if N == 0:
+        return out
+    for s in range(0, T, frame_chunk):
+        chunk = mask_logits[:, s : s + frame_chunk]
+        chunk = F.interpolate(chunk, size=padded_size, mode="bilinear", align_corners=False)
+        chunk = chunk[:, :, : image_size[0], : image_size[1]]
+        chunk = F.interpolate(chunk, size=(H, W), mode="bilinear", align_corners=False)
+        out[:, s : s + chunk.shape[1]] = chunk > threshold
+    return out
