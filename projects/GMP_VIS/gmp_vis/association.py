@@ -54,7 +54,9 @@ class GraphAssociation:
             match_threshold: minimum node affinity of a kept match.
         """
         if mode not in ASSOCIATIONS:
-            raise ValueError(f"MODEL.GMP_VIS.ASSOCIATION must be one of {ASSOCIATIONS}, got {mode!r}")
+            raise ValueError(
+                f"MODEL.GMP_VIS.ASSOCIATION must be one of {ASSOCIATIONS}, got {mode!r}"
+            )
         if edges not in EDGE_TYPES:
             raise ValueError(f"MODEL.GMP_VIS.EDGES must be one of {EDGE_TYPES}, got {edges!r}")
         if edge_sigma <= 0:
@@ -139,12 +141,11 @@ class Tracker:
     """Tracks built by associating each clip's (or frame's) instances with the active tracks.
 
     A track keeps an EMA of its embedding, the box centre where it was last seen and the step it
-    was last seen; it leaves the graph of active tracks after ``max_inactive`` steps unseen.
+    was last seen; it leaves the graph of active tracks once it has gone unseen for more than
+    ``max_inactive`` steps.
     """
 
-    def __init__(
-        self, association: GraphAssociation, momentum: float = 0.8, max_inactive: int = 3
-    ):
+    def __init__(self, association: GraphAssociation, momentum: float = 0.8, max_inactive: int = 3):
         self.association = association
         self.momentum = momentum
         self.max_inactive = max_inactive
@@ -171,7 +172,8 @@ class Tracker:
             the track id of each instance (new ids for unmatched ones).
         """
         last_centres = first_centres if last_centres is None else last_centres
-        active = [k for k, s in enumerate(self.last_seen) if self.step - s <= self.max_inactive]
+        missed = [self.step - s - 1 for s in self.last_seen]  # steps each track went unseen
+        active = [k for k, m in enumerate(missed) if m <= self.max_inactive]
         ids: List[Optional[int]] = [None] * embeds.shape[0]
         if active and embeds.shape[0]:
             perm, _ = self.association.assign(
@@ -192,7 +194,9 @@ class Tracker:
                 self.last_seen.append(self.step)
                 continue
             k = ids[i]
-            self.embeds[k] = F.normalize(self.momentum * self.embeds[k] + (1 - self.momentum) * e, dim=-1)
+            self.embeds[k] = F.normalize(
+                self.momentum * self.embeds[k] + (1 - self.momentum) * e, dim=-1
+            )
             self.centres[k] = last_centres[i].detach().float()
             self.last_seen[k] = self.step
         self.step += 1

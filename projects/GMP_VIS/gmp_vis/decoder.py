@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vis_core.layers import MSDeformAttn
@@ -36,7 +35,9 @@ class DeformableDecoderLayer(nn.Module):
     """Self-attention over the queries of a frame, deformable cross-attention to the frame's
     multi-scale memory, FFN; each with residual, dropout and post-norm (Deformable DETR)."""
 
-    def __init__(self, d_model: int, nhead: int, d_ffn: int, dropout: float, n_levels: int, n_points: int):
+    def __init__(
+        self, d_model: int, nhead: int, d_ffn: int, dropout: float, n_levels: int, n_points: int
+    ):
         super().__init__()
         self.self_attn = SelfAttentionLayer(d_model, nhead, dropout)
         self.cross_attn = MSDeformAttn(d_model, n_levels, nhead, n_points)
@@ -203,7 +204,5 @@ class GMPVISDecoder(nn.Module):
         embeds = self.node_embed(hs).view(B, T, self.num_queries, -1).mean(1)  # (B, N, E)
         out["pred_embeds"] = embeds
         if return_aux:
-            out["aux_outputs"] = [
-                self._heads(h, reference, mask_features, B, T) for h in outs[:-1]
-            ]
+            out["aux_outputs"] = [self._heads(h, reference, mask_features, B, T) for h in outs[:-1]]
         return out
