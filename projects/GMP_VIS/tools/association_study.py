@@ -192,7 +192,10 @@ def main(argv=None) -> dict:
             row = {"noise": noise, "mode": mode}
             for key in per_seed[0]:
                 values = np.array([e[key] for e in per_seed], dtype=float)
-                row[key] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+                row[key] = (
+                    float(values.mean()),
+                    float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                )
             rows.append(row)
             print(
                 f"noise {noise:.2f} {mode:9s} "
