@@ -29,7 +29,8 @@ if ! "$PY" -c "import torch, torchvision" 2>/dev/null; then
   quiet_pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 "$PY" tools/install_detectron2.py >&2
-stamp=".vis_core_installed.$(sha1sum setup.py | cut -c1-12)"
+# the stamp covers setup.py and the list of project packages (a new project must be installed too)
+stamp=".vis_core_installed.$( (cat setup.py; ls projects/*/*/__init__.py) | sha1sum | cut -c1-12)"
 if [[ ! -f "$("$PY" -c 'import sys; print(sys.prefix)')/$stamp" ]] || ! "$PY" -c "import vis_core" 2>/dev/null; then
   log "installing vis_core (editable) and its dependencies"
   quiet_pip install -q --no-build-isolation -e ".[dev]"

@@ -20,7 +20,6 @@ of tracks an untrained model keeps).
 
 import argparse
 import contextlib
-import sys
 import time
 
 import numpy as np
@@ -78,7 +77,8 @@ def _backbone_fps(model, images, cfg, device, autocast):
     return results
 
 
-def main(argv=None):
+def main(argv=None) -> dict:
+    """Prints the table; returns the figures (FPS and peak memory in MB) as a dict."""
     args = get_parser().parse_args(argv)
     setup_logger(name="vis_core")
     cfg = setup_project_cfg(args.config_file, list(args.opts) + ["MODEL.DEVICE", args.device])
@@ -145,7 +145,14 @@ def main(argv=None):
         f"peak memory {peak_memory_mb(args.device):.0f} MB"
     )
     print(tabulate(rows, headers=["stage", "FPS"], tablefmt="pipe"))
+    return {
+        "model_fps": n / times["model"] if times["model"] > 0 else None,
+        "end_to_end_fps": n / sum(times.values()) if sum(times.values()) > 0 else None,
+        "backbone_fps_online": backbone["online"],
+        "backbone_fps_clip": backbone["clip"],
+        "peak_memory_mb": peak_memory_mb(args.device),
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

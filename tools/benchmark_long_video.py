@@ -142,6 +142,8 @@ def _random_weights(args) -> str:
 
 
 def main(argv=None):
+    """Measures (printing a table) and returns the rows: one dict per (mode, frames) with
+    ``peak_mb``, ``seconds``, ``tracks``."""
     args = get_parser().parse_args(argv)
     if args.run:
         return _run(args)
@@ -175,8 +177,8 @@ def main(argv=None):
         peaks = [r["peak_mb"] for r in rows if r["mode"] == mode]
         print(f"{mode}: peak at {max(args.frames)} frames / at {min(args.frames)} frames = "
               f"{peaks[-1] / peaks[0]:.2f}x")  # fmt: skip
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

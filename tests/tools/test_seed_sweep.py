@@ -140,3 +140,50 @@ def test_training_minutes_reads_the_last_total(tmp_path):
     log.write_text("[d2.evaluation]: copypaste: AP\n")
     assert sweep.training_minutes(str(log)) is None
     assert sweep.training_minutes(str(tmp_path / "missing.txt")) is None
+
+
+def test_compare_methods_trains_two_methods_and_writes_the_table(tmp_path, monkeypatch, capsys):
+    """tools/compare_methods.py on two methods, one seed, a 2-iteration budget, a tiny quick set."""
+    data = tmp_path / "data"
+    generate_synthvis(str(data / "synthvis_quick"), variant="quick", num_train_videos=2,
+                      num_val_videos=1, height=48, width=64, min_frames=6, max_frames=8,
+                      progress=False)  # fmt: skip
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(data))
+    spec = importlib.util.spec_from_file_location(
+        "compare_methods", os.path.join(REPO, "tools", "compare_methods.py")
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    out = str(tmp_path / "compare")
+    small = ("DATALOADER.NUM_WORKERS 0 INPUT.MIN_SIZE_TRAIN (48,) INPUT.MAX_SIZE_TRAIN 64 "
+             "INPUT.MIN_SIZE_TEST 48 INPUT.MAX_SIZE_TEST 64 SOLVER.IMS_PER_BATCH 1")  # fmt: skip
+    gmp = ("MODEL.GMP_VIS.HIDDEN_DIM 32 MODEL.GMP_VIS.PIXEL_DECODER.CONVS_DIM 32 "
+           "MODEL.GMP_VIS.PIXEL_DECODER.MASK_DIM 32 MODEL.GMP_VIS.DEC_LAYERS 1 "
+           "MODEL.GMP_VIS.TRAIN_NUM_POINTS 64")  # fmt: skip
+    argv = ["--methods", "VISOLO", "GMP_VIS", "--seeds", "3", "--budget", "2", "--output-dir",
+            out, "--opts", small, "--method-opts", "VISOLO", TINY, "--method-opts", "GMP_VIS", gmp,
+            "--fps-frames", "4", "--memory-frames", "6"]  # fmt: skip
+    result = compare.main(argv)
+    printed = capsys.readouterr().out
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == ["VISOLO", "GMP_VIS"]
+    for method, row in rows.items():
+        with open(os.path.join(out, method, "base", "seed3", "config.yaml")) as f:
+            assert "MAX_ITER: 2\n" in f.read()  # the budget reached the run
+        assert row["seeds"] == [3] and row["AP"]["std"] == 0.0
+        assert row["AP"]["mean"] is not None and row["HOTA"]["mean"] is not None
+        assert row["IDSW"]["values"][0] >= 0 and row["params_M"] > 0
+        assert row["fps"] > 0 and row["memory_mb"] > 0 and row["memory_frames"] == 6
+    header = printed.splitlines()[
+        [ln.startswith("| method") for ln in printed.splitlines()].index(True)
+    ]
+    for column in ("AP", "HOTA", "DetA", "AssA", "IDSW", "params (M)", "CPU FPS", "peak MB at 6"):
+        assert f"| {column}" in header
+    assert "budget: 2 iterations" in printed
+    for name in ("compare.json", "compare.md", "ap_vs_fps.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    # a rerun reuses every run and benchmark
+    again = compare.main(argv)
+    assert [r["AP"] for r in again["rows"]] == [r["AP"] for r in result["rows"]]
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--methods", "Nope", "--output-dir", out])

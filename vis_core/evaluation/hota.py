@@ -84,18 +84,29 @@ def _sequence(gt_rles: List[list], det_rles: List[list], num_f: int) -> dict:
     }
 
 
-def evaluate_hota(gt, preds, score_threshold: float = 0.0) -> Dict[str, object]:
+def evaluate_hota(
+    gt, preds, score_threshold: float = 0.0, id_switches: bool = False
+) -> Dict[str, object]:
     """HOTA, DetA, AssA, DetRe, DetPr, AssRe, AssPr, LocA of validated predictions.
 
     Args:
         gt: a ``YTVISGroundTruth``.
         preds: a ``PredictionSet`` validated against it (``prepare_predictions``/``load_predictions``).
         score_threshold: predictions scored below it are left out (0: all, as TrackEval does).
+        id_switches: also count identity switches with TrackEval's CLEAR metric (mask IoU >= 0.5)
+            on the same sequences, summed over the videos and categories.
     Returns:
         ``{"HOTA": .., "DetA": .., ..., "per_category": {name: HOTA}}`` as fractions in [0, 1]; a
-        category with no ground truth and no prediction has NaN and is left out of the average.
+        category with no ground truth and no prediction has NaN and is left out of the average;
+        with ``id_switches``, ``"IDSW"`` (a count).
     """
     metric = hota_metric()
+    clear = None
+    if id_switches:
+        from trackeval.metrics import CLEAR
+
+        clear = CLEAR({"PRINT_CONFIG": False, "THRESHOLD": 0.5})
+    switches = 0
     keep = np.flatnonzero(preds.scores >= score_threshold)
     # Predictions grouped by (category, video), in file order within a group.
     groups: Dict[tuple, List[int]] = {}
@@ -122,6 +133,8 @@ def evaluate_hota(gt, preds, score_threshold: float = 0.0) -> Dict[str, object]:
                 n_d = sum(1 for track in segs for s in track if s)
                 data = {"num_gt_dets": n_g, "num_tracker_dets": n_d}
             sequences[vid] = metric.eval_sequence(data)
+            if clear is not None and g and segs:
+                switches += int(clear.eval_sequence(data)["IDSW"])
         if sequences:
             per_class[name] = metric.combine_sequences(sequences)
     out = OrderedDict()
@@ -135,6 +148,8 @@ def evaluate_hota(gt, preds, score_threshold: float = 0.0) -> Dict[str, object]:
         (name, float(np.mean(per_class[name]["HOTA"])) if name in per_class else float("nan"))
         for name in gt.category_names
     )
+    if clear is not None:
+        out["IDSW"] = switches
     return out
 
 
