@@ -346,7 +346,10 @@ def test_association_study_scores_exact_embeddings_perfectly(tmp_path):
         ["--gt", str(gt), "--seeds", "1", "2", "--noise", "0.0", "--twin-gap", "1.0",
          "--box-jitter", "0.0", "--json-out", str(tmp_path / "t.json")]
     )  # fmt: skip
-    assert easy["strata"] == {"1": 1} and [r["mode"] for r in easy["rows"]] == ["qap", "hungarian"]
+    assert easy["strata"] == {"1": 1} and [r["mode"] for r in easy["rows"]] == [
+        "qap(w=1,sc=1)",
+        "hungarian",
+    ]
     for row in easy["rows"]:
         assert row["idsw"] == (0.0, 0.0) and row["AP"][0] == pytest.approx(100.0)
     assert (tmp_path / "t.json").exists()

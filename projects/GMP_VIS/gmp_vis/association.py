@@ -42,6 +42,7 @@ class GraphAssociation:
         qap_train_iters: int = 10,
         qap_train_step: float = 0.3,
         match_threshold: float = 0.3,
+        size_correction: bool = True,
     ):
         """
         Args:
@@ -52,6 +53,8 @@ class GraphAssociation:
             qap_iters, qap_step: the unrolled solver at inference.
             qap_train_iters, qap_train_step: the solver of :meth:`soft_assignment` (training).
             match_threshold: minimum node affinity of a kept match.
+            size_correction: for graphs of unequal sizes, charge each node of the larger graph
+                the edge energy it brings into the match (see :meth:`solver_affinities`).
         """
         if mode not in ASSOCIATIONS:
             raise ValueError(
@@ -70,15 +73,19 @@ class GraphAssociation:
         self.qap_train_iters = qap_train_iters
         self.qap_train_step = qap_train_step
         self.match_threshold = match_threshold
+        self.size_correction = size_correction
 
     def edge_weights(self, embeds: Tensor, centres: Tensor) -> Tensor:
-        """(n, E) embeddings and (n, 2) normalised box centres -> (n, n) edge weights A."""
+        """(n, E) embeddings and (n, 2) normalised box centres -> (n, n) edge weights A (zero
+        diagonal: the QAP centres each graph by its mean, which self-loops would shift by graph
+        size)."""
         if self.edges == "geometry":
             d2 = torch.cdist(centres.float(), centres.float()).pow(2)
             A = torch.exp(-d2 / (2 * self.edge_sigma**2))
         else:
             e = F.normalize(embeds.float(), dim=-1)
             A = e @ e.T
+        A = A * (1 - torch.eye(A.shape[0], device=A.device))  # no self-loops
         return self.edge_weight * A
 
     def graphs(
@@ -94,6 +101,26 @@ class GraphAssociation:
         B = F.normalize(embeds1.float(), dim=-1) @ F.normalize(embeds2.float(), dim=-1).T
         return self.edge_weights(embeds1, centres1), self.edge_weights(embeds2, centres2), B
 
+    def solver_affinities(self, A1: Tensor, A2: Tensor, B: Tensor) -> Tensor:
+        """The node affinities handed to the QAP solver.
+
+        The KB objective tr(A1 P A2 P^T) is - 1/2 ||A1 - P A2 P^T||^2 up to the graphs' total edge
+        energies, which stop being constant when the sizes differ: some nodes of the larger graph
+        stay unmatched, and the objective then prefers to match the nodes with the strongest
+        (centred) edges, whatever their affinity. With ``size_correction``, each node j of the
+        larger graph (n_big nodes, n_small matched) is charged (n_small / n_big) * sum_j' A[j, j']^2
+        of the centred A (its expected share of the matched edge energy), so the objective compares
+        the edges of the matched nodes only, as the partial-matching Frobenius objective does.
+        """
+        n1, n2 = B.shape
+        if not self.size_correction or n1 == n2 or n1 == 0 or n2 == 0:
+            return B
+        if n1 < n2:
+            A2c = A2 - A2.mean()
+            return B - (n1 / n2) * A2c.pow(2).sum(1)[None, :]
+        A1c = A1 - A1.mean()
+        return B - (n2 / n1) * A1c.pow(2).sum(1)[:, None]
+
     def soft_assignment(
         self, embeds1: Tensor, embeds2: Tensor, centres1: Tensor, centres2: Tensor
     ) -> Tensor:
@@ -102,7 +129,7 @@ class GraphAssociation:
         _, soft = solve_qap(
             A1,
             A2,
-            B,
+            self.solver_affinities(A1, A2, B),
             num_iters=self.qap_train_iters,
             step=self.qap_train_step,
             refine_iters=0,
@@ -126,7 +153,13 @@ class GraphAssociation:
         if n1 == 0 or n2 == 0:
             return perm, B
         if self.mode == "qap":
-            perm = solve_qap(A1, A2, B, num_iters=self.qap_iters, step=self.qap_step).cpu()
+            perm = solve_qap(
+                A1,
+                A2,
+                self.solver_affinities(A1, A2, B),
+                num_iters=self.qap_iters,
+                step=self.qap_step,
+            ).cpu()
         else:
             rows, cols = linear_sum_assignment(B.cpu().numpy(), maximize=True)
             perm[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)

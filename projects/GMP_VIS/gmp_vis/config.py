@@ -97,6 +97,11 @@ def add_gmp_vis_config(cfg):
     g.EDGE_SIGMA = 0.2
     # Scale of the edge weights against the node affinities B (cosine similarities).
     g.EDGE_WEIGHT = 1.0
+    # For graphs of unequal sizes, charge each node of the larger graph its expected share of the
+    # matched edge energy, so that the KB objective compares the matched nodes' edges only instead
+    # of preferring the nodes with the strongest edges (see GraphAssociation.solver_affinities)
+    # [guess; False = the plain KB objective on padded graphs].
+    g.SIZE_CORRECTION = True
     # Unrolled relaxed-QAP solver at inference (iterations, step) and in training, where few short
     # steps keep the solution inside the polytope so the loss has a gradient.
     g.QAP_ITERS = 30

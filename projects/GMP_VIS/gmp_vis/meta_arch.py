@@ -193,6 +193,7 @@ class GMPVIS(nn.Module):
             qap_train_iters=g.QAP_TRAIN_ITERS,
             qap_train_step=g.QAP_TRAIN_STEP,
             match_threshold=g.MATCH_THRESHOLD,
+            size_correction=g.SIZE_CORRECTION,
         )
         return {
             "backbone": backbone,

@@ -31,8 +31,6 @@ from gmp_vis import GraphAssociation, Tracker
 
 from vis_core.evaluation import evaluate_results
 
-MODES = ("qap", "hungarian")
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -45,6 +43,16 @@ def parse_args(argv=None):
     p.add_argument("--match-threshold", type=float, default=0.5)
     p.add_argument("--max-inactive", type=int, default=10, help="frames a track may go unseen")
     p.add_argument("--edge-sigma", type=float, default=0.2)
+    p.add_argument(
+        "--edge-weights", type=float, nargs="+", default=[1.0], help="QAP edge weights to compare"
+    )
+    p.add_argument(
+        "--size-correction",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="QAP with (1) and / or without (0) the unequal-size correction",
+    )
     p.add_argument("--json-out", help="write the table here as JSON")
     return p.parse_args(argv)
 
@@ -160,12 +168,16 @@ def main(argv=None) -> dict:
         strata.setdefault("0" if n == 0 else "1" if n == 1 else ">=2", []).append(video["id"])
     rows = []
     for noise in args.noise:
-        for mode in MODES:
+        variants = [("qap", w, c) for w in args.edge_weights for c in args.size_correction]
+        variants.append(("hungarian", 1.0, False))
+        for mode, edge_weight, correction in variants:
             association = GraphAssociation(
                 mode=mode,
                 edges="geometry",
                 edge_sigma=args.edge_sigma,
+                edge_weight=edge_weight,
                 match_threshold=args.match_threshold,
+                size_correction=correction,
             )
             per_seed = []
             for seed in args.seeds:
@@ -189,7 +201,12 @@ def main(argv=None) -> dict:
                         "AP"
                     ]
                 per_seed.append(entry)
-            row = {"noise": noise, "mode": mode}
+            label = (
+                "hungarian"
+                if mode == "hungarian"
+                else f"qap(w={edge_weight:g},sc={int(correction)})"
+            )
+            row = {"noise": noise, "mode": label}
             for key in per_seed[0]:
                 values = np.array([e[key] for e in per_seed], dtype=float)
                 row[key] = (
@@ -198,7 +215,7 @@ def main(argv=None) -> dict:
                 )
             rows.append(row)
             print(
-                f"noise {noise:.2f} {mode:9s} "
+                f"noise {noise:.2f} {row['mode']:18s} "
                 + "  ".join(f"{k} {m:.2f}+-{s:.2f}" for k, (m, s) in list(row.items())[2:]),
                 flush=True,
             )
