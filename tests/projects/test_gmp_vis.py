@@ -359,3 +359,20 @@ def test_association_study_scores_exact_embeddings_perfectly(tmp_path):
          "--match-threshold", "0.9"]
     )  # fmt: skip
     assert any(row["idsw"][0] > 0 for row in hard["rows"])
+
+
+def test_a_far_newcomer_twin_does_not_take_the_track_of_the_one_that_stayed():
+    """Unequal graph sizes (a logged case of the association study): instance 0 stays where track
+    0 was, its look-alike twin 2 enters far from everyone. Self-loops in the edge weights shifted
+    the centring by graph size and sent the twin to track 0; without them the layout decides."""
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    cur = torch.stack([a, b, a, b])  # twins 0 and 2 (class a), 1 and 3 (class b): exact ties
+    tracks = torch.stack([a, b, b])
+    c_cur = torch.tensor([[0.06, 0.67], [0.32, 0.61], [0.74, 0.02], [0.46, 0.64]])
+    c_tracks = torch.tensor([[0.05, 0.65], [0.46, 0.65], [0.31, 0.62]])
+    for correction in (False, True):
+        qap = GraphAssociation(match_threshold=-1.0, size_correction=correction)
+        A1 = qap.edge_weights(cur, c_cur)
+        assert (A1.diagonal() == 0).all()
+        perm, _ = qap.assign(cur, tracks, c_cur, c_tracks)
+        assert perm.tolist() == [0, 2, -1, 1], correction
