@@ -72,6 +72,18 @@ def test_swapped_identity_lowers_association_only():
     assert hota["HOTA"] == pytest.approx((np.sqrt(1 / 3) + 1) / 2)
 
 
+def test_identity_switches_count_each_change_of_predicted_track():
+    pytest.importorskip("trackeval")
+    gt = YTVISGroundTruth(gt_json())
+    perfect = [result(1, OBJ_A), result(1, OBJ_B), result(2, OBJ_C)]
+    assert evaluate_hota(gt, prepare_predictions(perfect, gt), id_switches=True)["IDSW"] == 0
+    half = T // 2
+    swapped = [result(1, OBJ_A[:half] + OBJ_B[half:]), result(1, OBJ_B[:half] + OBJ_A[half:])]
+    out = evaluate_hota(gt, prepare_predictions(swapped + [result(2, OBJ_C)], gt), id_switches=True)
+    assert out["IDSW"] == 2  # objects A and B each change track once
+    assert "IDSW" not in evaluate_hota(gt, prepare_predictions(perfect, gt))
+
+
 def test_false_positive_track_lowers_detection_and_score_threshold_drops_it():
     pytest.importorskip("trackeval")
     results = [result(1, OBJ_A), result(1, OBJ_B), result(2, OBJ_C), result(2, OBJ_A, 0.1)]
