@@ -77,6 +77,15 @@ def parse_args(argv=None):
         metavar=("METHOD", "OPTS"),
         help="config overrides for one method's runs (after --opts); repeatable",
     )
+    p.add_argument(
+        "--long-video-opts",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("METHOD", "OPTS"),
+        help="overrides for one method's long-video memory benchmark only, e.g. its windowed "
+        'inference for an offline method: --long-video-opts Mask2Former_VIS "TEST.VIS.WINDOW_SIZE 36"',
+    )
     p.add_argument("--fps-frames", type=int, default=36)
     p.add_argument("--memory-frames", type=int, default=1000)
     p.add_argument("--skip-benchmarks", action="store_true", help="no FPS and memory")
@@ -94,9 +103,13 @@ def parse_args(argv=None):
             f'--budget must be "config" or a positive number of iterations, got {args.budget!r}'
         )
     args.configs = {m: available[m] for m in args.methods}
-    for method, _ in args.method_opts:
-        if method not in args.configs:
-            p.error(f"--method-opts {method}: not among the methods {args.methods}")
+    for flag, pairs in (
+        ("--method-opts", args.method_opts),
+        ("--long-video-opts", args.long_video_opts),
+    ):
+        for method, _ in pairs:
+            if method not in args.configs:
+                p.error(f"{flag} {method}: not among the methods {args.methods}")
     return args
 
 
@@ -199,12 +212,20 @@ def benchmarks(method: str, config_file: str, runs: list, args) -> dict:
              "--width", str(w), "--videos", "2"] + extra
         )  # fmt: skip
         result.update({"fps": fps["model_fps"], "fps_threads": threads})
+        long_opts = [o for m, extra_opts in args.long_video_opts if m == method
+                     for o in shlex.split(extra_opts)]  # fmt: skip
         rows = _tool("benchmark_long_video").main(
             ["--config-file", config_file, "--frames", str(args.memory_frames), "--size",
              f"{h}x{w}", "--modes", "eval", "--workdir",
-             os.path.join(args.output_dir, method, "long_video")] + extra
+             os.path.join(args.output_dir, method, "long_video")] + extra + long_opts
         )  # fmt: skip
-        result.update({"memory_mb": rows[-1]["peak_mb"], "memory_frames": args.memory_frames})
+        result.update(
+            {
+                "memory_mb": rows[-1]["peak_mb"],
+                "memory_frames": args.memory_frames,
+                "memory_opts": " ".join(long_opts),
+            }
+        )
     with open(out, "w") as f:
         json.dump(result, f)
     return result
@@ -258,7 +279,7 @@ def markdown(rows: list, args) -> str:
             f"| {row['method']} | "
             + " | ".join(cell(row[m], 0 if m == "IDSW" else 1) for m in METRICS)
             + f" | {number(row.get('params_M'), 2)} | {number(row.get('fps'))} | "
-            f"{number(row.get('memory_mb'), 0)} | {cell(row['train_minutes'])} |"
+            f"{number(row.get('memory_mb'), 0)}{' (' + row['memory_opts'] + ')' if row.get('memory_opts') else ''} | {cell(row['train_minutes'])} |"
         )
     budget = "each config's schedule" if args.budget == "config" else f"{args.budget} iterations"
     lines.append(

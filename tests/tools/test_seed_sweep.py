@@ -162,7 +162,8 @@ def test_compare_methods_trains_two_methods_and_writes_the_table(tmp_path, monke
            "MODEL.GMP_VIS.TRAIN_NUM_POINTS 64")  # fmt: skip
     argv = ["--methods", "VISOLO", "GMP_VIS", "--seeds", "3", "--budget", "2", "--output-dir",
             out, "--opts", small, "--method-opts", "VISOLO", TINY, "--method-opts", "GMP_VIS", gmp,
-            "--fps-frames", "4", "--memory-frames", "6"]  # fmt: skip
+            "--fps-frames", "4", "--memory-frames", "6",
+            "--long-video-opts", "GMP_VIS", "TEST.VIS.MASK_THRESHOLD 0.4"]  # fmt: skip
     result = compare.main(argv)
     printed = capsys.readouterr().out
     rows = {r["method"]: r for r in result["rows"]}
@@ -174,6 +175,8 @@ def test_compare_methods_trains_two_methods_and_writes_the_table(tmp_path, monke
         assert row["AP"]["mean"] is not None and row["HOTA"]["mean"] is not None
         assert row["IDSW"]["values"][0] >= 0 and row["params_M"] > 0
         assert row["fps"] > 0 and row["memory_mb"] > 0 and row["memory_frames"] == 6
+    assert rows["GMP_VIS"]["memory_opts"] == "TEST.VIS.MASK_THRESHOLD 0.4"
+    assert rows["VISOLO"]["memory_opts"] == ""
     header = printed.splitlines()[
         [ln.startswith("| method") for ln in printed.splitlines()].index(True)
     ]
