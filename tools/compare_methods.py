@@ -282,9 +282,11 @@ def markdown(rows: list, args) -> str:
             f"{number(row.get('memory_mb'), 0)}{' (' + row['memory_opts'] + ')' if row.get('memory_opts') else ''} | {cell(row['train_minutes'])} |"
         )
     budget = "each config's schedule" if args.budget == "config" else f"{args.budget} iterations"
+    threads = sorted({row["fps_threads"] for row in rows if row.get("fps_threads")})
+    fps_note = f"; CPU FPS with {'/'.join(map(str, threads))} torch threads" if threads else ""
     lines.append(
         f"\n{SPLITS[args.split]}, seeds {' '.join(map(str, args.seeds))} (mean ± std), budget: "
-        f"{budget}; {time.strftime('%Y-%m-%d')}"
+        f"{budget}{fps_note}; {time.strftime('%Y-%m-%d')}"
     )
     return "\n".join(lines)
 
