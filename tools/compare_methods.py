@@ -26,7 +26,6 @@ import argparse
 import glob
 import importlib.util
 import json
-import math
 import os
 import shlex
 import sys
@@ -164,6 +163,7 @@ def run_method(method: str, config_file: str, args) -> list:
     sweep.run_all(runs, args.force)
     from vis_core.engine.project import setup_project_cfg
 
+    gt_json = None
     for run in runs:
         inference = os.path.dirname(run["metrics_json"])
         cache = os.path.join(inference, "tracking.json")
@@ -178,11 +178,12 @@ def run_method(method: str, config_file: str, args) -> list:
                   "trackeval==1.0.0)", flush=True)  # fmt: skip
             run["tracking"] = {k: None for k in TRACKING}
             continue
-        cfg = setup_project_cfg(config_file, method_opts(method, args))
-        from detectron2.data import DatasetCatalog, MetadataCatalog
+        if gt_json is None:  # the runs share one test set: resolve its file once
+            from detectron2.data import DatasetCatalog, MetadataCatalog
 
-        DatasetCatalog.get(cfg.DATASETS.TEST[0])  # a built-in split records its file when loaded
-        gt_json = MetadataCatalog.get(cfg.DATASETS.TEST[0]).json_file
+            test = setup_project_cfg(config_file, method_opts(method, args)).DATASETS.TEST[0]
+            DatasetCatalog.get(test)  # a built-in split records its file when loaded
+            gt_json = MetadataCatalog.get(test).json_file
         run["tracking"] = tracking_metrics(os.path.join(inference, "results.json"), gt_json)
         with open(cache, "w") as f:
             json.dump(run["tracking"], f)
@@ -231,19 +232,6 @@ def benchmarks(method: str, config_file: str, runs: list, args) -> dict:
     return result
 
 
-def _stat(values):
-    values = [float(v) for v in values if v is not None]
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    std = (
-        math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-        if len(values) > 1
-        else 0.0
-    )
-    return mean, std
-
-
 METRICS = ("AP", "AP50", "AP75", "AR1", "AR10") + TRACKING
 
 
@@ -252,10 +240,12 @@ def summarize(method: str, runs: list, bench: dict) -> dict:
     for m in METRICS:
         values = [(r["tracking"] if m in TRACKING else r["metrics"]).get(m) for r in runs]
         row[m] = {"values": values}
-        row[m]["mean"], row[m]["std"] = _stat(values)
+        row[m]["mean"], row[m]["std"] = _tool("seed_sweep")._mean_std(values)
     minutes = [r.get("train_minutes") for r in runs]
     row["train_minutes"] = {"values": minutes}
-    row["train_minutes"]["mean"], row["train_minutes"]["std"] = _stat(minutes)
+    row["train_minutes"]["mean"], row["train_minutes"]["std"] = _tool("seed_sweep")._mean_std(
+        minutes
+    )
     row.update(bench)
     return row
 

@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["clip_length", "clip_track_targets"]
+__all__ = ["clip_length", "clip_track_targets", "sub_clip_targets"]
 
 
 def clip_length(batched_inputs: Sequence[dict], method: str) -> int:
@@ -82,3 +82,18 @@ def clip_track_targets(
             target["boxes"] = boxes[keep].float()
         targets.append(target)
     return targets
+
+
+def sub_clip_targets(
+    target: Dict[str, Tensor], start: int, end: int
+) -> Tuple[Dict[str, Tensor], Tensor]:
+    """Frames [start, end) of a sample's track targets (``clip_track_targets``), keeping the tracks
+    present in at least one of them (a sample of several consecutive clips: EfficientVIS, GMP-VIS).
+
+    Returns:
+        the sub-clip's targets (every key of ``target`` sliced to those tracks and frames) and the
+        index of each kept track among the sample's tracks (M_sub,).
+    """
+    sl = slice(start, end)
+    keep = target["valid"][:, sl].any(dim=1).nonzero()[:, 0]
+    return {k: v[keep] if k == "labels" else v[keep, sl] for k, v in target.items()}, keep

@@ -35,7 +35,7 @@ from detectron2.structures import ImageList
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from vis_core.data.clip_targets import clip_length, clip_track_targets
+from vis_core.data.clip_targets import clip_length, clip_track_targets, sub_clip_targets
 from vis_core.inference.postprocess import encode_rle
 from vis_core.modeling.query_inst import EmbeddingRPNHead
 from vis_core.modeling.query_roi_head import (
@@ -260,7 +260,6 @@ class EfficientVIS(nn.Module):
         tracks = clip_track_targets(
             batched_inputs, images.tensor.shape[-2:], self.device, with_boxes=True
         )
-        present = [self._present_objects(v) for v in batched_inputs]  # (n, J*T) per video
         losses: Dict[str, Tensor] = {}
         out, indices, previous = None, None, None
         for j in range(J):
@@ -269,7 +268,7 @@ class EfficientVIS(nn.Module):
             ).to(self.device)
             clip_features = [f[frames] for f in features]
             clip_whwh = whwh[frames]
-            clip_targets, objects = self._clip_targets(tracks, present, j, T)
+            clip_targets, objects = self._clip_targets(tracks, j, T)
             fixed = None
             if j == 0 or not self.correspondence_learning:
                 boxes, queries = self.rpn_head(clip_whwh)
@@ -288,37 +287,12 @@ class EfficientVIS(nn.Module):
         return losses
 
     @staticmethod
-    def _present_objects(video) -> Tensor:
-        """(n, total) bool: object k of the sample's instance lists present in each frame."""
-        return torch.stack([inst.gt_ids != -1 for inst in video["instances"]], dim=1).cpu()
-
-    @staticmethod
-    def _clip_targets(tracks, present, j: int, T: int):
+    def _clip_targets(tracks, j: int, T: int):
         """Clip j's targets (the tracks present in at least one of its frames) and, per video,
-        the sample-level track index of each of them.
-
-        Args:
-            tracks: per video, ``clip_track_targets`` of the whole sample (tracks present in some
-                frame of it, in object order).
-            present: per video, (n, J*T) object presence.
-        """
-        clip_targets, objects = [], []
-        for target, pres in zip(tracks, present):
-            in_sample = pres.any(dim=1).nonzero()[:, 0]  # object index of each sample track
-            in_clip = pres[in_sample, j * T : (j + 1) * T].any(dim=1)  # (M,)
-            keep = in_clip.nonzero()[:, 0]
-            sl = slice(j * T, (j + 1) * T)
-            keep_d = keep.to(target["labels"].device)
-            clip_targets.append(
-                {
-                    "labels": target["labels"][keep_d],
-                    "boxes": target["boxes"][keep_d, sl],
-                    "valid": target["valid"][keep_d, sl],
-                    "masks": target["masks"][keep_d, sl],
-                }
-            )
-            objects.append(keep)  # sample-track index of each clip track
-        return clip_targets, objects
+        the sample-level track index of each of them (``tracks``: per video, the
+        ``clip_track_targets`` of the whole sample)."""
+        pairs = [sub_clip_targets(target, j * T, (j + 1) * T) for target in tracks]
+        return [t for t, _ in pairs], [keep for _, keep in pairs]
 
     @staticmethod
     def _kept_assignment(indices, previous: Tensor, current: Tensor):

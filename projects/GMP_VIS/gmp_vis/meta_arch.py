@@ -33,7 +33,7 @@ from detectron2.structures import ImageList
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from vis_core.data.clip_targets import clip_length, clip_track_targets
+from vis_core.data.clip_targets import clip_length, clip_track_targets, sub_clip_targets
 from vis_core.inference.postprocess import encode_rle, masks_to_original_size
 from vis_core.matching import VideoHungarianMatcher, permutation_bce_loss
 from vis_core.modeling.criterion import VideoSetCriterion
@@ -255,17 +255,9 @@ class GMPVIS(nn.Module):
         targets, clip_tracks = [], []
         for target in tracks:
             for j in range(J):
-                sl = slice(j * T, (j + 1) * T)
-                keep = target["valid"][:, sl].any(dim=1).nonzero()[:, 0]
-                boxes = box_convert(target["boxes"][keep, sl], "xyxy", "cxcywh") / scale
-                targets.append(
-                    {
-                        "labels": target["labels"][keep],
-                        "masks": target["masks"][keep, sl],
-                        "valid": target["valid"][keep, sl],
-                        "boxes": boxes,
-                    }
-                )
+                clip, keep = sub_clip_targets(target, j * T, (j + 1) * T)
+                clip["boxes"] = box_convert(clip["boxes"], "xyxy", "cxcywh") / scale
+                targets.append(clip)
                 clip_tracks.append(keep)  # the sample-track index of each clip target
         losses, indices = self.criterion(out, targets, return_indices=True)
         if self.matching_weight > 0:
