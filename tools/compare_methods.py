@@ -7,7 +7,8 @@ plot.
     python tools/compare_methods.py --methods VISOLO GMP_VIS --budget 400 --seeds 1 --output-dir ...
 
 Methods are the projects with a config under ``configs/synthvis_quick/`` (``--split quick``) or
-``configs/synthvis/`` (``--split hard``). Training and evaluation of each (method, seed) go through
+``configs/synthvis/`` (``--split hard``; a project's ``*_long.yaml`` there, its hour-long schedule,
+is taken over its short one). Training and evaluation of each (method, seed) go through
 ``tools/seed_sweep.py`` (the project's own train_net.py in a process of its own; a run whose
 metrics.json is there is kept, ``--force`` reruns it). The budget is stated in the table: ``config``
 (each config's own schedule, the one its README reports) or a number of iterations for every method
@@ -47,10 +48,12 @@ def _tool(name):
 
 
 def method_configs(split: str) -> dict:
-    """{project name: its config of the split}, for every project that has one."""
+    """{project name: its config of the split}, for every project that has one (its ``*_long.yaml``
+    first: the hard set's long-run schedule)."""
     found = {}
     pattern = os.path.join(REPO, "projects", "*", "configs", SPLITS[split], "*.yaml")
-    for path in sorted(glob.glob(pattern)):
+    paths = sorted(glob.glob(pattern), key=lambda p: (not p.endswith("_long.yaml"), p))
+    for path in paths:
         method = path.split(os.sep)[-4]
         found.setdefault(method, path)
     return found

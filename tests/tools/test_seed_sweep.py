@@ -190,3 +190,20 @@ def test_compare_methods_trains_two_methods_and_writes_the_table(tmp_path, monke
     assert [r["AP"] for r in again["rows"]] == [r["AP"] for r in result["rows"]]
     with pytest.raises(SystemExit):
         compare.parse_args(["--methods", "Nope", "--output-dir", out])
+
+
+def test_compare_methods_takes_each_projects_configs_of_the_split():
+    """The quick split: each project's synthvis_quick config; the hard split: a *_long.yaml first."""
+    spec = importlib.util.spec_from_file_location(
+        "compare_methods", os.path.join(REPO, "tools", "compare_methods.py")
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    quick = compare.method_configs("quick")
+    assert {"VISOLO", "Mask2Former_VIS", "TeViT", "EfficientVIS", "VideoKNet", "GMP_VIS"} <= set(
+        quick
+    )
+    assert all(os.sep + "synthvis_quick" + os.sep in path for path in quick.values())
+    hard = compare.method_configs("hard")
+    assert hard["VISOLO"].endswith("configs/synthvis/VISOLO_R18_long.yaml")
+    assert hard["Mask2Former_VIS"].endswith("configs/synthvis/Mask2Former_VIS_R18_long.yaml")
