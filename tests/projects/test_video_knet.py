@@ -9,7 +9,7 @@ import torch
 from detectron2.modeling import build_model
 from torch import nn
 from video_knet import ConvKernelHead, KernelUpdateHead, KernelUpdator, add_video_knet_config
-from video_knet.losses import kernel_stage_losses
+from video_knet.losses import kernel_stage_losses, semantic_seg_loss
 
 from tests.projects.common import (
     decode_tracks,
@@ -67,7 +67,7 @@ def test_training_step_with_and_without_ground_truth_reaches_every_part():
     model.train()
     clips = [make_clip(t=3, seed=0, absent={(0, 1)}), make_clip(t=3, n=0, seed=1)]
     losses = model(clips)
-    expected = {f"rpn_loss_{k}" for k in ("mask", "dice")}
+    expected = {f"rpn_loss_{k}" for k in ("mask", "dice", "seg")}
     expected |= {f"s{s}_loss_{k}" for s in range(3) for k in ("cls", "mask", "dice")}
     expected |= {f"tracker_s{s}_loss_{k}" for s in range(2) for k in ("cls", "mask", "dice")}
     expected |= {"tracker_s2_loss_mask", "tracker_s2_loss_dice"}
@@ -77,6 +77,8 @@ def test_training_step_with_and_without_ground_truth_reaches_every_part():
     grads = {n: p.grad for n, p in model.named_parameters()}
     for name in (
         "rpn_head.init_kernels.weight",
+        "rpn_head.conv_seg.weight",
+        "rpn_head.seg_convs.0.conv.weight",
         "rpn_head.localization_fpn.convs_all_levels.3.conv2.conv.weight",
         "roi_head.mask_head.0.kernel_update_conv.dynamic_layer.weight",
         "roi_head.mask_head.2.fc_cls.weight",
@@ -171,16 +173,16 @@ def test_frame_linking_undoes_kernels_shuffled_between_frames():
     model.eval()
     video = make_video(t=3, out=(64, 96))
     with torch.no_grad():
-        outs, x = model.run_frames(model._images(video["image"]))
+        outs, x, seg = model.run_frames(model._images(video["image"]))
         cls, masks, kernels = (v[:1].expand(3, *v.shape[1:]) for v in outs[-1])
         N = kernels.shape[1]
         perms = [torch.arange(N), torch.randperm(N), torch.randperm(N)]
         shuffled = tuple(
             torch.stack([v[t][p] for t, p in enumerate(perms)]) for v in (cls, masks, kernels)
         )
-        model.run_frames = lambda images: (outs[:-1] + [shuffled], x)
+        model.run_frames = lambda images: (outs[:-1] + [shuffled], x, seg)
         linked = model([video])[0]
-        model.run_frames = lambda images: (outs[:-1] + [(cls, masks, kernels)], x)
+        model.run_frames = lambda images: (outs[:-1] + [(cls, masks, kernels)], x, seg)
         static = model([video])[0]
     torch.testing.assert_close(linked["pred_scores"], static["pred_scores"])
     assert torch.equal(linked["pred_masks"], static["pred_masks"])
@@ -225,9 +227,9 @@ def test_kernel_head_makes_stride_8_features_and_kernels_from_their_masks():
     C, N, H, W = 64, 6, 64, 96
     head = ConvKernelHead(3, num_proposals=N, channels=C).eval()
     feats = [torch.randn(2, C, H // s, W // s) for s in (4, 8, 16, 32)]
-    kernels, masks, x = head(feats)
+    kernels, masks, x, seg = head(feats)
     assert kernels.shape == (2, N, C) and masks.shape == (2, N, H // 8, W // 8)
-    assert x.shape == (2, C, H // 8, W // 8)
+    assert x.shape == (2, C, H // 8, W // 8) and seg.shape == (2, 3, H // 8, W // 8)
     hard = (masks.sigmoid() > 0.5).float()
     expected = head.init_kernels.weight.flatten(1)[None] + torch.einsum("bnhw,bchw->bnc", hard, x)
     torch.testing.assert_close(kernels, expected)
@@ -337,3 +339,37 @@ def test_stage_losses_equal_the_official_forms():
                                 [targets[1]] * 2)  # fmt: skip
     assert set(empty) == {"loss_mask", "loss_dice"} and float(empty["loss_mask"].detach()) == 0.0
     empty["loss_dice"].backward()
+
+
+def test_semantic_loss_labels_the_matched_masks_in_kernel_order():
+    """Official ConvKernelHeadVideo loss_rpn_seg: per frame a class map (background K) painted with
+    the matched objects' masks in the order of their kernels; focal summed / labelled pixels."""
+    torch.manual_seed(0)
+    B, K, H, W = 2, 3, 4, 5
+    logits = torch.randn(B, K, H, W) * 2
+    masks = [torch.zeros(2, H, W), torch.zeros(0, H, W)]
+    masks[0][0, :2, :3] = 0.4  # soft: any non-zero value counts
+    masks[0][1, 1:3, 2:] = 1.0  # overlaps object 0 at (1, 2)
+    labels = [torch.tensor([2, 0]), torch.zeros(0, dtype=torch.long)]
+    empty = (torch.zeros(0, dtype=torch.long),) * 2
+    # object 1 on kernel 4, object 0 on kernel 5: object 0 is painted last and wins the overlap
+    got = semantic_seg_loss(logits, [(torch.tensor([4, 5]), torch.tensor([1, 0])), empty],
+                            labels, masks)  # fmt: skip
+    target = torch.full((B, H, W), K)
+    target[0, 1:3, 2:] = 0
+    target[0, :2, :3] = 2
+    onehot = torch.nn.functional.one_hot(target, K + 1)[..., :K].permute(0, 3, 1, 2).float()
+    p = logits.sigmoid()
+    focal = -(
+        onehot * 0.25 * (1 - p) ** 2 * p.log() + (1 - onehot) * 0.75 * p**2 * (1 - p).log()
+    ).sum()
+    torch.testing.assert_close(got, focal / (target < K).sum())
+    # the other kernel order: object 1 wins (1, 2)
+    swapped = semantic_seg_loss(logits, [(torch.tensor([5, 4]), torch.tensor([1, 0])), empty],
+                                labels, masks)  # fmt: skip
+    assert not torch.allclose(swapped, got)
+    # no object anywhere: everything background, divided by 1
+    none = semantic_seg_loss(logits, [empty, empty], [labels[1]] * 2, [masks[1]] * 2)
+    torch.testing.assert_close(none, -(0.75 * p**2 * (1 - p).log()).sum())
+    with pytest.raises(ValueError, match="frame 0's masks"):
+        semantic_seg_loss(logits, [empty, empty], [labels[1]] * 2, [torch.zeros(0, 3, 3)] * 2)

@@ -97,9 +97,11 @@ def pairwise_sigmoid_ce_cost(inputs: Tensor, targets: Tensor) -> Tensor:
 
 
 def pairwise_knet_dice_cost(inputs: Tensor, targets: Tensor, eps: float = 1e-3) -> Tensor:
-    """K-Net's ``DiceCost`` (``pred_act=True``) between every prediction and every target:
-    -2 sum(p t) / (sum(p^2) + eps + sum(t^2) + eps), p = sigmoid(x) clamped to [0.001, 1]
-    (the constant 1 of a dice loss is left out, as there; it does not change a matching).
+    """Video K-Net's ``DiceCost`` (``pred_act=True``, ``knet_vis/det/mask_hungarian_assigner.py``, the
+    one its VIS config imports) between every prediction and every target:
+    -2 sum(p t) / (sum(p^2) + eps + sum(t^2) + eps), p = sigmoid(x) (image K-Net's copy clamps p to
+    [0.001, 1]; the VIS one does not; the constant 1 of a dice loss is left out, as there; it does
+    not change a matching).
 
     Args:
         inputs: (N, K) mask logits.
@@ -107,7 +109,7 @@ def pairwise_knet_dice_cost(inputs: Tensor, targets: Tensor, eps: float = 1e-3) 
     Returns:
         (N, M) costs.
     """
-    probs = inputs.float().flatten(1).sigmoid().clamp(min=0.001, max=1.0)
+    probs = inputs.float().flatten(1).sigmoid()
     targets = targets.flatten(1).to(probs.dtype)
     numerator = 2 * torch.einsum("nk,mk->nm", probs, targets)
     denominator = ((probs * probs).sum(-1) + eps)[:, None] + ((targets * targets).sum(-1) + eps)[
@@ -117,8 +119,9 @@ def pairwise_knet_dice_cost(inputs: Tensor, targets: Tensor, eps: float = 1e-3) 
 
 
 def pairwise_mask_agreement_cost(inputs: Tensor, targets: Tensor) -> Tensor:
-    """K-Net's ``MaskCost`` (``pred_act=True``) between every prediction and every target: minus the
-    mean agreement p t + (1 - p)(1 - t) over the K pixels, p = sigmoid(x) clamped to [0.01, 1].
+    """Video K-Net's ``MaskCost`` (``pred_act=True``, ``knet_vis/det/mask_hungarian_assigner.py``)
+    between every prediction and every target: minus the mean agreement p t + (1 - p)(1 - t) over
+    the K pixels, p = sigmoid(x) (image K-Net's copy clamps p to [0.01, 1]; the VIS one does not).
 
     Args:
         inputs: (N, K) mask logits.
@@ -126,7 +129,7 @@ def pairwise_mask_agreement_cost(inputs: Tensor, targets: Tensor) -> Tensor:
     Returns:
         (N, M) costs.
     """
-    probs = inputs.float().flatten(1).sigmoid().clamp(min=0.01, max=1.0)
+    probs = inputs.float().flatten(1).sigmoid()
     targets = targets.flatten(1).to(probs.dtype)
     pos = torch.einsum("nk,mk->nm", probs, targets)
     neg = torch.einsum("nk,mk->nm", 1 - probs, 1 - targets)

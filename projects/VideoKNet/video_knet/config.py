@@ -53,6 +53,10 @@ def add_video_knet_config(cfg):
     k.MASK_WEIGHT = 1.0
     k.DICE_WEIGHT = 4.0
     k.DICE_EPS = 1e-3
+    # The kernel head's semantic loss (official ``loss_rpn_seg``: sigmoid focal, alpha and gamma as
+    # above, on its ``conv_seg`` logits at stride 4, every pixel of a matched object's mask labelled
+    # with the object's class, the rest background, divided by the labelled pixels): its weight.
+    k.SEG_WEIGHT = 1.0
     # Weight of each per-frame stage's and each tracker stage's losses.
     k.STAGE_LOSS_WEIGHTS = [1.0, 1.0, 1.0]
     k.TRACKER_STAGE_LOSS_WEIGHTS = [1.0, 1.0, 1.0]

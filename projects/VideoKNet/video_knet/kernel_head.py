@@ -12,8 +12,9 @@ GN, ReLU) gives the localisation features and ``aux_convs.0`` (1x1, GN, ReLU) th
 ``loc_convs.0`` / ``seg_convs.0`` (1x1, GN, ReLU) refine each; ``init_kernels`` (a 1x1 conv with N
 outputs, no bias) on the localisation features gives the initial masks; the features the stages
 read are X = loc + sem; the initial kernels are ``init_kernels.weight`` plus the sum of X over each
-initial mask binarised at 0.5. ``conv_seg`` (K classes) predicts semantic maps that only the
-semantic loss reads (no VIS target: kept for the checkpoint, unused).
+initial mask binarised at 0.5. ``conv_seg`` (1x1, K classes) on the semantic features gives the
+semantic logits that only the kernel head's semantic loss reads (``loss_rpn_seg``: every pixel of a
+matched object's mask labelled with its class, the rest background).
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ class SemanticFPNWrapper(nn.Module):
 
 
 class ConvKernelHead(nn.Module):
-    """``rpn_head``: initial kernels (B, N, C), their mask logits (B, N, H, W) and the features X
-    (B, C, H, W) the update stages read."""
+    """``rpn_head``: initial kernels (B, N, C), their mask logits (B, N, H, W), the features X
+    (B, C, H, W) the update stages read and the semantic logits (B, K, H, W)."""
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class ConvKernelHead(nn.Module):
     ):
         """
         Args:
-            num_classes: K (``conv_seg``'s outputs; for the checkpoint).
+            num_classes: K (``conv_seg``'s outputs).
             num_proposals: N kernels.
             channels: C.
             kernel_init_std: std of ``init_kernels``' normal init (1 in the VIS config).
@@ -132,12 +133,13 @@ class ConvKernelHead(nn.Module):
         for conv in (*self.loc_convs, *self.seg_convs):  # conv_normal_init
             nn.init.normal_(conv.conv.weight, std=0.01)
 
-    def forward(self, features: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, features: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """
         Args:
             features: FPN P2-P5 of B frames.
         Returns:
-            kernels (B, N, C), mask logits (B, N, H, W) at stride 8, features X (B, C, H, W).
+            kernels (B, N, C), mask logits (B, N, H, W) at stride 8, features X (B, C, H, W),
+            semantic logits (B, K, H, W).
         """
         loc, sem = self.localization_fpn(features)
         for conv in self.loc_convs:
@@ -150,4 +152,4 @@ class ConvKernelHead(nn.Module):
         kernels = self.init_kernels.weight.flatten(1)[None] + torch.einsum(
             "bnhw,bchw->bnc", hard, x
         )
-        return kernels, masks, x
+        return kernels, masks, x, self.conv_seg(sem)

@@ -9,6 +9,13 @@ Per stage: sigmoid focal loss (alpha 0.25, gamma 2) x2 over every kernel (unmatc
 background), divided by the positive count (mean over workers, at least 1); binary cross-entropy x1,
 the mean over every pixel of the positives' masks; V-Net dice x4 (eps 1e-3 on each sum of squares),
 the mean over the positives. Without positives the mask losses are 0 (with a graph).
+
+The kernel head adds a semantic loss (official ``ConvKernelHeadVideo.loss``, ``loss_rpn_seg``): its
+``conv_seg`` logits (B, K, H, W) against a class map per frame, background everywhere but the
+pixels of the matched objects' masks (any non-zero target value, as the official ``.bool()``),
+painted in the order of their kernels (a later kernel's object wins where masks overlap); sigmoid
+focal loss summed over every pixel and class, divided by the number of labelled pixels of the whole
+batch (at least 1; not averaged over workers, as there).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from torch import Tensor
 
 from vis_core.modeling.losses import mean_over_workers, sigmoid_focal_loss, vnet_dice_loss
 
-__all__ = ["kernel_stage_losses"]
+__all__ = ["kernel_stage_losses", "semantic_seg_loss"]
 
 
 def kernel_stage_losses(
@@ -83,3 +90,41 @@ def kernel_stage_losses(
     losses["loss_mask"] = mask_weight * F.binary_cross_entropy_with_logits(pred, tgt)
     losses["loss_dice"] = dice_weight * vnet_dice_loss(pred.sigmoid(), tgt, num_pos, dice_eps)
     return losses
+
+
+def semantic_seg_loss(
+    seg_logits: Tensor,
+    indices: Sequence[Tuple[Tensor, Tensor]],
+    labels: List[Tensor],
+    masks: List[Tensor],
+    *,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> Tensor:
+    """The kernel head's semantic loss (module docstring), unweighted.
+
+    Args:
+        seg_logits: (B, K, H, W) semantic logits at the targets' resolution.
+        indices: B pairs (kernels (m,), objects (m,)) of the kernel head's assignment.
+        labels: B tensors (M,) of the objects' classes.
+        masks: B tensors (M, H, W) of the objects' mask targets (soft where resized).
+    """
+    B, K, H, W = seg_logits.shape
+    if not (len(indices) == len(labels) == len(masks) == B):
+        raise ValueError(
+            f"semantic_seg_loss: {B} frames of logits, {len(indices)} assignments, "
+            f"{len(labels)} label and {len(masks)} mask targets"
+        )
+    target = torch.full((B, H, W), K, dtype=torch.long, device=seg_logits.device)
+    for b, (rows, cols) in enumerate(indices):
+        if masks[b].shape[-2:] != (H, W):
+            raise ValueError(
+                f"semantic_seg_loss: frame {b}'s masks are {tuple(masks[b].shape[-2:])}, the "
+                f"logits {(H, W)}"
+            )
+        for col in cols[torch.argsort(rows)].tolist():  # in kernel order
+            target[b][masks[b][col] > 0] = int(labels[b][col])
+    onehot = F.one_hot(target.flatten(), K + 1)[:, :K].to(seg_logits.dtype)
+    flat = seg_logits.permute(0, 2, 3, 1).reshape(-1, K)
+    loss = sigmoid_focal_loss(flat, onehot, focal_alpha, focal_gamma, reduction="sum")
+    return loss / (target < K).sum().clamp(min=1).to(loss.dtype)

@@ -16,7 +16,8 @@ matching and the losses. The per-frame stages are matched frame by frame with th
 detached predictions (``post_assign=False``: the kernel head's masks, no class, for stage 0); the
 tracker's first stages are matched clip by clip on their own detached predictions, masks
 concatenated over the frames, and the last stage reuses the assignment of the stage before.
-Losses: ``video_knet.losses.kernel_stage_losses`` for every stage (the kernel head: no class).
+Losses: ``video_knet.losses.kernel_stage_losses`` for every stage (the kernel head: no class, and
+its semantic loss ``video_knet.losses.semantic_seg_loss``).
 
 Inference (``simple_test``): the whole video as one clip; the tracker's last class scores (sigmoid)
 give the top-k (kernel, class) pairs; each pair's masks are the last stage's per-frame masks at
@@ -58,7 +59,7 @@ from vis_core.modeling.video_inputs import (
 
 from .kernel_head import ConvKernelHead
 from .kernel_update_head import KernelUpdateHead
-from .losses import kernel_stage_losses
+from .losses import kernel_stage_losses, semantic_seg_loss
 
 __all__ = ["VideoKNet"]
 
@@ -117,6 +118,7 @@ class VideoKNet(nn.Module):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         loss_weights: Dict[str, float] = None,
+        seg_weight: float = 1.0,
         stage_loss_weights: Sequence[float] = (1.0, 1.0, 1.0),
         tracker_stage_loss_weights: Sequence[float] = (1.0, 1.0, 1.0),
         max_tracks: int = 10,
@@ -126,7 +128,8 @@ class VideoKNet(nn.Module):
     ):
         """See ``video_knet/config.py`` (``MODEL.VIDEO_KNET.*``) for each argument;
         ``loss_weights``: class_weight, mask_weight, dice_weight, focal_alpha, focal_gamma,
-        dice_eps of :func:`kernel_stage_losses`."""
+        dice_eps of :func:`kernel_stage_losses`; ``seg_weight``: the kernel head's semantic loss
+        (:func:`semantic_seg_loss`)."""
         super().__init__()
         shapes = backbone.output_shape()
         missing = [f for f in in_features if f not in shapes]
@@ -186,6 +189,7 @@ class VideoKNet(nn.Module):
             cost_class=0.0, cost_mask=cost_mask, cost_dice=cost_dice, **common
         )
         self.loss_weights = dict(loss_weights or {})
+        self.seg_weight = seg_weight
         self.stage_loss_weights = tuple(stage_loss_weights)
         self.tracker_stage_loss_weights = tuple(tracker_stage_loss_weights)
         self.max_tracks = max_tracks
@@ -239,6 +243,7 @@ class VideoKNet(nn.Module):
                 "focal_gamma": k.FOCAL_GAMMA,
                 "dice_eps": k.DICE_EPS,
             },
+            "seg_weight": k.SEG_WEIGHT,
             "stage_loss_weights": k.STAGE_LOSS_WEIGHTS,
             "tracker_stage_loss_weights": k.TRACKER_STAGE_LOSS_WEIGHTS,
             "max_tracks": cfg.TEST.VIS.MAX_TRACKS,
@@ -275,14 +280,15 @@ class VideoKNet(nn.Module):
 
         Returns:
             a list of the (cls (F, N, K) or None, masks (F, N, h, w), kernels (F, N, C)) of the
-            kernel head and of every stage, and the features X (F, C, h, w).
+            kernel head and of every stage, the features X (F, C, h, w) and the kernel head's
+            semantic logits (F, K, h, w).
         """
         feats = self.backbone(images.tensor)
-        kernels, masks, x = self.rpn_head([feats[f] for f in self.in_features])
+        kernels, masks, x, seg = self.rpn_head([feats[f] for f in self.in_features])
         outs = [(None, masks, kernels)]
         for head in self.roi_head.mask_head:
             outs.append(head(x, outs[-1][2], outs[-1][1]))
-        return outs, x
+        return outs, x, seg
 
     def run_tracker(self, x: Tensor, kernels: Tensor, masks: Tensor, num_frames: int):
         """The tracker stages on B clips.
@@ -313,7 +319,7 @@ class VideoKNet(nn.Module):
             return [self.inference_video(video) for video in batched_inputs]
         T = clip_length(batched_inputs, "Video K-Net")
         images = self._images([f for v in batched_inputs for f in v["image"]])
-        outs, x = self.run_frames(images)
+        outs, x, seg = self.run_frames(images)
         targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])
         frame_targets = [
             {
@@ -340,6 +346,15 @@ class VideoKNet(nn.Module):
                 [t["masks"].flatten(1) for t in frame_targets],
                 **lw,
             )
+            if s == 0:  # + the semantic loss on the matched objects' masks
+                stage["loss_seg"] = self.seg_weight * semantic_seg_loss(
+                    _up2(seg),
+                    indices,
+                    [t["labels"] for t in frame_targets],
+                    [t["masks"] for t in frame_targets],
+                    focal_alpha=lw.get("focal_alpha", 0.25),
+                    focal_gamma=lw.get("focal_gamma", 2.0),
+                )
             weight = 1.0 if s == 0 else self.stage_loss_weights[s - 1]
             name = "rpn" if s == 0 else f"s{s - 1}"
             losses.update({f"{name}_{k}": v * weight for k, v in stage.items()})
@@ -401,7 +416,7 @@ class VideoKNet(nn.Module):
         if 0 < self.window_size < T:
             return self._inference_windows(frames, out_size)
         images = self._images([frames[t] for t in range(T)])
-        outs, x = self.run_frames(images)
+        outs, x, _ = self.run_frames(images)
         if self.inference_output == "tracker":
             tracker = self.run_tracker(x, outs[-1][2], outs[-1][1], T)
             cls = [c for c, _, _ in tracker if c is not None][-1][0]  # (N, K)
@@ -426,7 +441,7 @@ class VideoKNet(nn.Module):
     def _run_clip(self, frames: Sequence[Tensor]):
         """One clip through the whole model: (images, the tracker stages' outputs for B = 1)."""
         images = self._images(frames)
-        outs, x = self.run_frames(images)
+        outs, x, _ = self.run_frames(images)
         return images, self.run_tracker(x, outs[-1][2], outs[-1][1], len(frames))
 
     def _inference_windows(self, frames, out_size: Tuple[int, int]) -> Dict[str, object]:
