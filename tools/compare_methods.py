@@ -24,6 +24,7 @@ go to ``<output-dir>/compare.json``, ``compare.md`` and ``ap_vs_fps.png``.
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import importlib.util
 import json
@@ -40,7 +41,9 @@ SPLITS = {"quick": "synthvis_quick", "hard": "synthvis"}
 TRACKING = ("HOTA", "DetA", "AssA", "IDSW")
 
 
+@functools.lru_cache(maxsize=None)
 def _tool(name):
+    """tools/<name>.py as a module, loaded once per process."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -240,15 +243,14 @@ METRICS = ("AP", "AP50", "AP75", "AR1", "AR10") + TRACKING
 
 def summarize(method: str, runs: list, bench: dict) -> dict:
     row = {"method": method, "seeds": [r["seed"] for r in runs]}
+    mean_std = _tool("seed_sweep")._mean_std
     for m in METRICS:
         values = [(r["tracking"] if m in TRACKING else r["metrics"]).get(m) for r in runs]
         row[m] = {"values": values}
-        row[m]["mean"], row[m]["std"] = _tool("seed_sweep")._mean_std(values)
+        row[m]["mean"], row[m]["std"] = mean_std(values)
     minutes = [r.get("train_minutes") for r in runs]
     row["train_minutes"] = {"values": minutes}
-    row["train_minutes"]["mean"], row["train_minutes"]["std"] = _tool("seed_sweep")._mean_std(
-        minutes
-    )
+    row["train_minutes"]["mean"], row["train_minutes"]["std"] = mean_std(minutes)
     row.update(bench)
     return row
 
