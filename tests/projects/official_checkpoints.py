@@ -72,14 +72,15 @@ def _fingerprint(t: torch.Tensor) -> tuple:
     return tuple(t.shape) + tuple(round(v, 6) for v in flat[:6].tolist())
 
 
-def assert_loaded_whole(
+def match_by_value(
     model: torch.nn.Module,
     official: Dict[str, torch.Tensor],
     ignore_ours: Iterable[str] = ("num_batches_tracked",),
-) -> int:
-    """Every official tensor reached ``model`` and every tensor of ``model`` came from ``official``.
+) -> Tuple[list, list, int]:
+    """Which tensors of ``model`` hold a tensor of ``official`` (matched by value, not by name).
 
-    Returns the number of our tensors matched.
+    Returns (our tensor names not from the file, official names that reached none of ours, the
+    number of our tensors).
     """
     by_value = {}
     for k, v in official.items():
@@ -95,14 +96,26 @@ def assert_loaded_whole(
             not_from_file.append(name)
             continue
         reached.update(keys)
-    missing = sorted(set(official) - reached)
+    return not_from_file, sorted(set(official) - reached), len(ours)
+
+
+def assert_loaded_whole(
+    model: torch.nn.Module,
+    official: Dict[str, torch.Tensor],
+    ignore_ours: Iterable[str] = ("num_batches_tracked",),
+) -> int:
+    """Every official tensor reached ``model`` and every tensor of ``model`` came from ``official``.
+
+    Returns the number of our tensors matched.
+    """
+    not_from_file, missing, n = match_by_value(model, official, ignore_ours)
     assert (
         not not_from_file
     ), f"{len(not_from_file)} tensors of ours not from the file: {not_from_file[:5]}"
     assert (
         not missing
     ), f"{len(missing)} official tensors reached no parameter of ours: {missing[:5]}"
-    return len(ours)
+    return n
 
 
 def check_official_file(
