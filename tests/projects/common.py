@@ -25,6 +25,11 @@ def project_configs(root):
     return sorted(glob.glob(os.path.join(root, "configs", "**", "*.yaml"), recursive=True))
 
 
+def project_config_names(root):
+    """Every YAML under <root>/configs as a path relative to it (what project_cfg takes), sorted."""
+    return [os.path.relpath(c, os.path.join(root, "configs")) for c in project_configs(root)]
+
+
 def project_cfg(root, add_project_config, config, opts=()):
     """The config <root>/configs/<config> with vis_core's and the project's keys, opts merged, on
     the CPU."""

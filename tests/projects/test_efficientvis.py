@@ -2,8 +2,6 @@
 training with correspondence learning (ground truth and none), the hand-over's assignment and
 gradient, learning, clip-by-clip inference (e2e and hand-crafted linking)."""
 
-import os
-
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -14,7 +12,7 @@ from tests.projects.common import (
     make_clip,
     make_video,
     project_cfg,
-    project_configs,
+    project_config_names,
     project_root,
     seeded_model,
 )
@@ -22,7 +20,7 @@ from vis_core.config import get_num_classes
 from vis_core.modeling.query_inst import DynamicConv
 
 ROOT = project_root("EfficientVIS")
-CONFIGS = project_configs(ROOT)
+CONFIG_NAMES = project_config_names(ROOT)
 QUICK = "synthvis_quick/EfficientVIS_R18.yaml"
 TINY = [
     "MODEL.EFFICIENTVIS.NUM_CLASSES", "3",
@@ -48,9 +46,7 @@ def tiny_model(opts=(), seed=0):
 
 
 # ---------------------------------------------------------------- configs
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_config_loads_and_builds(config):
     cfg = make_cfg(config)
     model = build_model(cfg)

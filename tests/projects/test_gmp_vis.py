@@ -14,14 +14,14 @@ from tests.projects.common import (
     make_clip,
     make_video,
     project_cfg,
-    project_configs,
+    project_config_names,
     project_root,
     seeded_model,
 )
 from vis_core.config import get_num_classes
 
 ROOT = project_root("GMP_VIS")
-CONFIGS = project_configs(ROOT)
+CONFIG_NAMES = project_config_names(ROOT)
 QUICK = "synthvis_quick/GMP_VIS_R18.yaml"
 TINY = [
     "MODEL.GMP_VIS.NUM_CLASSES", "3",
@@ -49,9 +49,7 @@ def tiny_model(opts=(), seed=0):
 
 
 # ---------------------------------------------------------------- configs
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_config_loads_and_builds(config):
     cfg = make_cfg(config)
     model = build_model(cfg)

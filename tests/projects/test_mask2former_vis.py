@@ -1,6 +1,5 @@
 """Mask2Former-VIS project: configs, training step, inference (whole video and windows), checkpoints."""
 
-import os
 import pickle
 
 import numpy as np
@@ -23,7 +22,7 @@ from tests.projects.common import (
     make_clip,
     make_video,
     project_cfg,
-    project_configs,
+    project_config_names,
     project_root,
     seeded_model,
 )
@@ -34,7 +33,7 @@ from vis_core.modeling.position_encoding import (
 )
 
 ROOT = project_root("Mask2Former_VIS")
-CONFIGS = project_configs(ROOT)
+CONFIG_NAMES = project_config_names(ROOT)
 SYNTHVIS = "synthvis/Mask2Former_VIS_R18.yaml"
 TINY = [
     "MODEL.MASK2FORMER_VIS.NUM_CLASSES", "3",
@@ -61,9 +60,7 @@ def tiny_model(opts=(), seed=0):
 # ---------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_config_loads_and_builds(config):
     cfg = make_cfg(config)
     torch.manual_seed(0)
@@ -470,9 +467,7 @@ def test_official_checkpoint_layout_loads_whole_through_model_weights(tmp_path, 
     assert check_official_file("m2f_vis", cfg_with_weights, path, fmt, seed=1) == (558, 558)
 
 
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_shipped_config_resolves_to_the_official_inference_values(config):
     cfg = make_cfg(config)
     assert cfg.TEST.VIS.MAX_TRACKS == 10  # the official top-10 (query, class) pairs per video

@@ -14,7 +14,7 @@ from tests.projects.common import (
     make_clip,
     make_video,
     project_cfg,
-    project_configs,
+    project_config_names,
     project_root,
     seeded_model,
 )
@@ -34,7 +34,7 @@ from vis_core.engine.checkpoint import (
 )
 
 ROOT = project_root("TeViT")
-CONFIGS = project_configs(ROOT)
+CONFIG_NAMES = project_config_names(ROOT)
 QUICK = "synthvis_quick/TeViT_R18.yaml"
 TINY = [
     "MODEL.TEVIT.NUM_CLASSES", "3",
@@ -60,9 +60,7 @@ def tiny_model(opts=(), seed=0):
 
 
 # ---------------------------------------------------------------- configs
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_config_loads_and_builds(config):
     if "MsgShifT" in config and not HAS_MSGSHIFT:
         pytest.skip("MsgShifT backbone (build_pvt_v2_fpn_backbone) not merged yet")

@@ -2,8 +2,6 @@
 and names, the stage losses, one training step (ground truth and none), gradients, learning,
 inference (tracker and frame-linking outputs), the official checkpoint layout."""
 
-import os
-
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -16,7 +14,7 @@ from tests.projects.common import (
     make_clip,
     make_video,
     project_cfg,
-    project_configs,
+    project_config_names,
     project_root,
     seeded_model,
 )
@@ -32,7 +30,7 @@ from vis_core.engine import load_inference_weights
 from vis_core.engine.checkpoint import VideoCheckpointer
 
 ROOT = project_root("VideoKNet")
-CONFIGS = project_configs(ROOT)
+CONFIG_NAMES = project_config_names(ROOT)
 QUICK = "synthvis_quick/VideoKNet_R18.yaml"
 TINY = [
     "MODEL.VIDEO_KNET.NUM_CLASSES", "3",
@@ -52,9 +50,7 @@ def tiny_model(opts=(), seed=0):
     return seeded_model(make_cfg(opts=TINY + list(opts)), seed)
 
 
-@pytest.mark.parametrize(
-    "config", [os.path.relpath(c, os.path.join(ROOT, "configs")) for c in CONFIGS]
-)
+@pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_every_config_loads_and_builds(config):
     cfg = make_cfg(config)
     model = build_model(cfg)
