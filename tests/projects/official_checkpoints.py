@@ -137,3 +137,31 @@ def check_official_file(
     model = build_model(cfg)
     load_inference_weights(model, cfg.MODEL.WEIGHTS)
     return len(layout), assert_loaded_whole(model, state)
+
+
+def load_pretraining_layout(
+    name: str, model: torch.nn.Module, path: str, keep, class_markers, seed: int = 0
+) -> Tuple[list, list, list]:
+    """The checkpoint an official training starts from, as the layout ``name`` reduced to the names
+    ``keep(name)`` accepts, with 80 classes in the layers whose names contain one of
+    ``class_markers``: written as an mmcv file at ``path`` and loaded into ``model`` as training
+    starts (detectron2's checkpointer, shape mismatches skipped).
+
+    Returns (our tensor names not from the file, file names that reached none of ours, the class
+    layers' names), each sorted.
+    """
+    from vis_core.engine.checkpoint import VideoCheckpointer
+
+    def is_class(k):
+        return any(c in k for c in class_markers)
+
+    layout = {
+        k: ((80,) + tuple(s[1:]) if is_class(k) else tuple(s))
+        for k, s in official_layout(name).items()
+        if keep(k)
+    }
+    state = random_state_dict(layout, seed=seed)
+    VideoCheckpointer(model).resume_or_load(write_checkpoint(state, path, "mmcv"), resume=False)
+    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    not_from_file, not_reached, _ = match_by_value(model, weights)
+    return sorted(not_from_file), sorted(not_reached), sorted(k for k in layout if is_class(k))

@@ -20,18 +20,14 @@ from tests.projects.common import (
 )
 from tests.projects.official_checkpoints import (
     assert_loaded_whole,
-    match_by_value,
+    load_pretraining_layout,
     official_layout,
     random_state_dict,
     write_checkpoint,
 )
 from vis_core.config import get_num_classes
 from vis_core.engine import load_inference_weights
-from vis_core.engine.checkpoint import (
-    VideoCheckpointer,
-    convert_mmdet_backbone_neck,
-    rename_mmdet_resnet,
-)
+from vis_core.engine.checkpoint import convert_mmdet_backbone_neck, rename_mmdet_resnet
 
 ROOT = project_root("TeViT")
 CONFIG_NAMES = project_config_names(ROOT)
@@ -377,20 +373,13 @@ def test_coco_queryinst_pvt_b1_initialisation_loads_all_but_messengers_and_class
     without the messenger tokens, 80 classes). Loaded through MODEL.WEIGHTS as training starts:
     every tensor but the 80-class layers (fc_cls, conv_logits of the 6 stages) comes from the
     file; the messenger tokens and the class layers keep their initialisation."""
-    classes = (".fc_cls.", ".conv_logits.")
-    layout = {
-        k: ((80,) + tuple(s[1:]) if any(c in k for c in classes) else tuple(s))
-        for k, s in official_layout("tevit").items()
-        if k != "backbone.msg_tokens"
-    }
-    state = random_state_dict(layout, seed=7)
-    path = write_checkpoint(state, str(tmp_path / "queryinst_pvtv2-b1_coco.pth"), "mmcv")
-    model = build_model(make_cfg("youtubevis_2019/TeViT_MsgShifT.yaml"))
-    VideoCheckpointer(model).resume_or_load(path, resume=False)
-    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    not_from_file, not_reached, _ = match_by_value(model, weights)
-    class_layers = sorted(k for k in layout if any(c in k for c in classes))
-    assert sorted(not_reached) == class_layers and len(class_layers) == 24
-    assert sorted(not_from_file) == sorted(
-        ["backbone.bottom_up.msg_tokens"] + class_layers
-    ), not_from_file
+    not_from_file, not_reached, class_layers = load_pretraining_layout(
+        "tevit",
+        build_model(make_cfg("youtubevis_2019/TeViT_MsgShifT.yaml")),
+        str(tmp_path / "queryinst_pvtv2-b1_coco.pth"),
+        keep=lambda k: k != "backbone.msg_tokens",
+        class_markers=(".fc_cls.", ".conv_logits."),
+        seed=7,
+    )
+    assert not_reached == class_layers and len(class_layers) == 24
+    assert not_from_file == sorted(["backbone.bottom_up.msg_tokens"] + class_layers), not_from_file

@@ -20,14 +20,13 @@ from tests.projects.common import (
 )
 from tests.projects.official_checkpoints import (
     assert_loaded_whole,
-    match_by_value,
+    load_pretraining_layout,
     official_layout,
     random_state_dict,
     write_checkpoint,
 )
 from vis_core.config import get_num_classes
 from vis_core.engine import load_inference_weights
-from vis_core.engine.checkpoint import VideoCheckpointer
 
 ROOT = project_root("VideoKNet")
 CONFIG_NAMES = project_config_names(ROOT)
@@ -205,19 +204,16 @@ def test_coco_knet_initialisation_loads_into_the_per_frame_part(tmp_path):
     through MODEL.WEIGHTS as training starts: every per-frame tensor but the two 80-class layers
     comes from the file, the tracker and the class layers keep their initialisation."""
     classes = ("rpn_head.conv_seg.", ".fc_cls.")
-    layout = {
-        k: ((80,) + s[1:] if any(c in k for c in classes) else s)
-        for k, s in official_layout("video_knet").items()
-        if not k.startswith("tracker.")
-    }
-    state = random_state_dict(layout, seed=6)
-    path = write_checkpoint(state, str(tmp_path / "knet_s3_r50_fpn_coco.pth"), "mmcv")
     model = build_model(make_cfg("youtubevis_2019/VideoKNet_R50.yaml"))
-    VideoCheckpointer(model).resume_or_load(path, resume=False)
-    weights = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    not_from_file, not_reached, _ = match_by_value(model, weights)
-    class_layers = [k for k in layout if any(c in k for c in classes)]
-    assert sorted(not_reached) == sorted(class_layers) and len(class_layers) == 8
+    not_from_file, not_reached, class_layers = load_pretraining_layout(
+        "video_knet",
+        model,
+        str(tmp_path / "knet_s3_r50_fpn_coco.pth"),
+        keep=lambda k: not k.startswith("tracker."),
+        class_markers=classes,
+        seed=6,
+    )
+    assert not_reached == class_layers and len(class_layers) == 8
     assert {k.split(".")[0] for k in not_from_file} == {"tracker", "rpn_head", "roi_head"}
     assert all(
         k.startswith("tracker.") or any(c in k for c in classes) for k in not_from_file
