@@ -46,6 +46,10 @@ def add_vis_config(cfg):
     # Multi-process training: DDP looks for parameters without a gradient in each iteration; needed
     # where a config leaves modules unused (VISOLO with both TEMPORAL_AGGREGATION_* off), slower.
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
+    # Keep the model's 4-d weights (and so its convolutions' outputs) in channels-last memory order
+    # (VideoTrainer.build_model): the same function, faster convolutions on the CPU (VISOLO's quick
+    # config: 0.41 vs 0.445 s a training step on 2 cores); off by default.
+    cfg.MODEL.CHANNELS_LAST = False
     # ---- Clip sampling (training) ----
     # Frames per training clip (T).
     cfg.INPUT.SAMPLING_FRAME_NUM = 2

@@ -1,4 +1,5 @@
-"""VideoTrainer: optimizer groups, --resume after an interrupted run, non-finite loss check."""
+"""VideoTrainer: optimizer groups, --resume after an interrupted run, channels-last models,
+non-finite loss check."""
 
 import os
 
@@ -107,6 +108,27 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     resumed.train()
     assert resumed.iter == 6  # max_iter: detectron2 leaves iter one past the last step
     assert os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+
+
+def test_channels_last_trains_the_same_function(tmp_path):
+    cfg = _cfg(tmp_path, 2)
+    cfg.MODEL.CHANNELS_LAST = True
+    trainer = VideoTrainer(cfg)
+    weight = trainer.model.backbone.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    initial = weight.detach().clone()
+    plain = _TrainerTestModel(cfg)
+    plain.load_state_dict(trainer.model.state_dict())
+    batch = next(iter(trainer.build_train_loader(cfg)))
+    for key, value in trainer.model(batch).items():
+        assert torch.allclose(value, plain(batch)[key], rtol=1e-5, atol=1e-6), key
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), weights_only=False)
+    plain.load_state_dict(saved["model"])  # a plain (contiguous) model loads its checkpoint
+    assert torch.equal(plain.backbone.weight, trainer.model.backbone.weight)
+    assert not torch.equal(plain.backbone.weight, initial)  # trained
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):

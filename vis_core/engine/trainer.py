@@ -188,6 +188,14 @@ class VideoTrainer(DefaultTrainer):
             ) from error
 
     @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model, in channels-last memory order with ``MODEL.CHANNELS_LAST``."""
+        model = super().build_model(cfg)
+        if cfg.MODEL.CHANNELS_LAST:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    @classmethod
     def build_train_loader(cls, cfg):
         return build_video_train_loader(cfg, YTVISDatasetMapper(cfg, is_train=True))
 
