@@ -121,8 +121,9 @@ def test_channels_last_trains_the_same_function(tmp_path):
     plain = _TrainerTestModel(cfg)
     plain.load_state_dict(trainer.model.state_dict())
     batch = next(iter(trainer.build_train_loader(cfg)))
+    expected = plain(batch)
     for key, value in trainer.model(batch).items():
-        assert torch.allclose(value, plain(batch)[key], rtol=1e-5, atol=1e-6), key
+        assert torch.allclose(value, expected[key], rtol=1e-5, atol=1e-6), key
     trainer.resume_or_load(resume=False)
     trainer.train()
     saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), weights_only=False)
