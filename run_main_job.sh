@@ -9,8 +9,8 @@
 # synthvis_quick config, or a configs/synthvis/ config for the hard set synthvis), VIDEO (the
 # validation video to draw; default vid0003: 4 objects, two pairs of same-class twins, a crossing, a
 # full occlusion and an exit with re-entry), OMP_NUM_THREADS (default: the machine's cores; alone on
-# 2 cores, 2 threads train VISOLO's quick config at 0.51 s an iteration vs 0.87 s with 1; set 1 when
-# other jobs share the cores), and any extra arguments are config overrides passed to train_net.py
+# 2 cores, 2 threads train VISOLO's quick config at 0.36 s an iteration; set 1 when other jobs share
+# the cores: 0.59 s an iteration with 1 thread beside another run), and any extra arguments are config overrides passed to train_net.py
 # (KEY VALUE ...).
 set -euo pipefail
 cd "$(dirname "$0")"
