@@ -188,6 +188,12 @@ def test_compare_methods_trains_two_methods_and_writes_the_table(tmp_path, monke
     # a rerun reuses every run and benchmark
     again = compare.main(argv)
     assert [r["AP"] for r in again["rows"]] == [r["AP"] for r in result["rows"]]
+    # benchmarks stored by a --skip-benchmarks run (parameters only) are measured, not reused
+    stored = os.path.join(out, "VISOLO", "benchmarks.json")
+    with open(stored, "w") as f:
+        json.dump({"params_M": rows["VISOLO"]["params_M"]}, f)
+    measured = {r["method"]: r for r in compare.main(argv)["rows"]}["VISOLO"]
+    assert measured["fps"] > 0 and measured["memory_mb"] > 0
     with pytest.raises(SystemExit):
         compare.parse_args(["--methods", "Nope", "--output-dir", out])
 
