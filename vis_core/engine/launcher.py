@@ -4,6 +4,7 @@ detectron2's ``launch`` (--num-gpus, --num-machines, --resume, --eval-only, opts
 import difflib
 import re
 
+import torch
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.modeling import META_ARCH_REGISTRY
@@ -107,14 +108,24 @@ def train_or_evaluate(cfg, args):
     return trainer.train()
 
 
+def _run_then_close(main, args):
+    """``main(args)``, then (several processes) the process group closed, as PyTorch asks of every
+    process: gloo's threads left to interpreter shutdown can abort the process (SIGABRT)."""
+    result = main(args)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        comm.synchronize()
+        torch.distributed.destroy_process_group()
+    return result
+
+
 def launch_train_net(main, argv=None):
     """Parse detectron2's standard train_net arguments and run ``main(args)`` on every process."""
     args = default_argument_parser().parse_args(argv)
     launch(
-        main,
+        _run_then_close,
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
-        args=(args,),
+        args=(main, args),
     )
