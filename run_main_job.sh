@@ -10,8 +10,8 @@
 # validation video to draw; default vid0003: 4 objects, two pairs of same-class twins, a crossing, a
 # full occlusion and an exit with re-entry), OMP_NUM_THREADS (default: the machine's cores; alone on
 # 2 cores, 2 threads train VISOLO's quick config at 0.36 s an iteration; set 1 when other jobs share
-# the cores: 0.59 s an iteration with 1 thread beside another run), and any extra arguments are config overrides passed to train_net.py
-# (KEY VALUE ...).
+# the cores: 0.59 s an iteration with 1 thread beside another run), and any extra arguments are
+# config overrides passed to train_net.py (KEY VALUE ...).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash install.sh

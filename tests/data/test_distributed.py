@@ -11,6 +11,7 @@ from detectron2.utils import comm
 
 from tests.conftest import write_tiny_ytvis
 from vis_core.config import add_vis_config
+from vis_core.engine.launcher import close_process_group
 
 
 class _TinyVideoModel(torch.nn.Module):
@@ -51,8 +52,7 @@ def _worker(root, out_file):
     if comm.is_main_process():
         with open(out_file, "w") as f:
             json.dump({"world": comm.get_world_size(), "ranks": gathered}, f)
-    comm.synchronize()  # both ranks leave together, so gloo's sockets close cleanly
-    torch.distributed.destroy_process_group()
+    close_process_group()  # both ranks leave together, so gloo's sockets close cleanly
 
 
 def test_two_process_training_through_launch(tmp_path):

@@ -20,6 +20,7 @@ from .trainer import VideoTrainer
 __all__ = [
     "UnknownConfigKeyError",
     "build_video_cfg",
+    "close_process_group",
     "launch_train_net",
     "setup_loggers",
     "train_or_evaluate",
@@ -108,13 +109,18 @@ def train_or_evaluate(cfg, args):
     return trainer.train()
 
 
-def _run_then_close(main, args):
-    """``main(args)``, then (several processes) the process group closed, as PyTorch asks of every
-    process: gloo's threads left to interpreter shutdown can abort the process (SIGABRT)."""
-    result = main(args)
+def close_process_group():
+    """Where several processes run: wait for all of them, then close the process group, as PyTorch
+    asks of every process (gloo's threads left to interpreter shutdown can abort it, SIGABRT)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         comm.synchronize()
         torch.distributed.destroy_process_group()
+
+
+def _run_then_close(main, args):
+    """``main(args)``, then :func:`close_process_group`."""
+    result = main(args)
+    close_process_group()
     return result
 
 
